@@ -1,0 +1,1 @@
+"""Idempotent consumers: take one message, move one document, commit, ack."""

@@ -1,0 +1,1 @@
+"""Poller producers: detect new documents and publish one message per document."""

@@ -1,0 +1,1 @@
+"""belegsync's shared package: domain, ports and adapters used by producers and consumers."""

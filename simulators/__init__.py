@@ -1,0 +1,1 @@
+"""Local stand-ins for the GetMyInvoices and Billomat APIs, faithful to ../shared/api/*.md."""
