@@ -1,0 +1,309 @@
+"""`belegsync accounts …`: sync accounts with exactly the settings GMI's own sync offers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import date
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import func, select
+
+from shared.accounts import AccountChanges
+from shared.cli.app import App
+from shared.cli.output import print_json, print_record, print_table
+from shared.db import Document
+from shared.domain import Direction, parse_date, parse_duration, parse_list
+from shared.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+pass_app = click.make_pass_decorator(App)
+
+
+def _secret(value: str | None, what: str) -> str | None:
+    """``-`` reads the key from standard input, keeping it out of the process list."""
+    if value != "-":
+        return value
+    if sys.stdin.isatty():
+        return click.prompt(what, hide_input=True)
+    return sys.stdin.readline().strip()
+
+
+def _duration(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise UsageError(f"--interval: {e}") from None
+
+
+def _date(value: str | None, option: str) -> tuple[date | None, bool]:
+    """(date, clear): an empty value or ``none`` clears the date."""
+    if value is None:
+        return None, False
+    if value.strip().lower() in {"", "none"}:
+        return None, True
+    try:
+        return parse_date(value, option), False
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _list(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else parse_list(value)
+
+
+def common_options(*, adding: bool) -> Callable[[F], F]:
+    env = adding  # only `add` falls back to the environment; `update` changes what it is told
+
+    def decorate(fn: F) -> F:
+        options = [
+            click.option(
+                "--gmi-api-key",
+                envvar="BELEGSYNC_GMI_API_KEY" if env else None,
+                show_envvar=env,
+                help="GMI API key ('-' reads it from stdin).",
+            ),
+            click.option(
+                "--billomat-id", help="The part of the Billomat URL before .billomat.net."
+            ),
+            click.option(
+                "--billomat-api-key",
+                envvar="BELEGSYNC_BILLOMAT_API_KEY" if env else None,
+                show_envvar=env,
+                help="Billomat API key ('-' reads it from stdin).",
+            ),
+            click.option(
+                "--interval",
+                default="15m" if adding else None,
+                show_default=adding,
+                help="How often to sync: 30m, 1h, 1d (at least 1m).",
+            ),
+            click.option("--note", default=None, help="Free text."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def export_options(*, adding: bool) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        def flag(name: str) -> str:
+            # `add` has plain switches; `update` can also switch a setting off.
+            return f"--{name}" if adding else f"--{name}/--no-{name}"
+
+        options = [
+            click.option("--document-types", help="GMI document types to export (default: all)."),
+            click.option("--tags", help="Export only documents with one of these tags."),
+            click.option(
+                flag("require-approval"),
+                "require_approval",
+                default=None,
+                is_flag=adding or None,
+                help="Export only documents whose GMI approval workflow is completed.",
+            ),
+            click.option(
+                flag("archive-after-transfer"),
+                "archive_after_transfer",
+                default=None,
+                is_flag=adding or None,
+                help="Archive the document in GMI once it landed in Billomat.",
+            ),
+            click.option("--date-from", help="Only documents dated on or after YYYY-MM-DD."),
+            click.option("--date-to", help="Only documents dated on or before YYYY-MM-DD."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def import_options(fn: F) -> F:
+    options = [
+        click.option(
+            "--default-document-type",
+            help="GMI type for kinds without a mapping (default MISC).",
+        ),
+        click.option("--default-tags", help="Tags added to every imported document."),
+        click.option(
+            "--default-company",
+            help="GMI company for imported documents (created as a custom company if missing).",
+        ),
+        click.option(
+            "--document-kinds",
+            help="Billomat kinds to import (default invoices,credit-notes).",
+        ),
+        click.option("--webhook-username", help="Basic-auth user Billomat's webhooks send."),
+        click.option(
+            "--webhook-password",
+            envvar="BELEGSYNC_WEBHOOK_PASSWORD",
+            help="Basic-auth password for webhooks ('-' reads it from stdin).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _changes(kw: dict[str, Any]) -> AccountChanges:
+    date_from, clear_from = _date(kw.get("date_from"), "--date-from")
+    date_to, clear_to = _date(kw.get("date_to"), "--date-to")
+    return AccountChanges(
+        name=kw.get("rename"),
+        gmi_api_key=_secret(kw.get("gmi_api_key"), "GMI API key"),
+        billomat_id=kw.get("billomat_id"),
+        billomat_api_key=_secret(kw.get("billomat_api_key"), "Billomat API key"),
+        interval_seconds=_duration(kw.get("interval")),
+        note=kw.get("note"),
+        document_types=_list(kw.get("document_types")),
+        tags=_list(kw.get("tags")),
+        require_approval=kw.get("require_approval"),
+        archive_after_transfer=kw.get("archive_after_transfer"),
+        date_from=date_from,
+        date_to=date_to,
+        clear_date_from=clear_from,
+        clear_date_to=clear_to,
+        default_document_type=kw.get("default_document_type"),
+        default_tags=_list(kw.get("default_tags")),
+        default_company=kw.get("default_company"),
+        document_kinds=_list(kw.get("document_kinds")),
+        webhook_username=kw.get("webhook_username"),
+        webhook_password=_secret(kw.get("webhook_password"), "webhook password"),
+    )
+
+
+@click.group("accounts")
+def accounts() -> None:
+    """Manage sync accounts (one direction between one GMI and one Billomat account)."""
+
+
+@accounts.group("add")
+def add() -> None:
+    """Add an export (GMI → Billomat) or import (Billomat → GMI) account."""
+
+
+@add.command("export")
+@click.argument("name")
+@common_options(adding=True)
+@export_options(adding=True)
+@pass_app
+def add_export(app: App, /, name: str, **kw: Any) -> None:
+    """Add an export account: GMI documents land in the Billomat inbox."""
+    if kw.get("billomat_id") is None:
+        raise UsageError("--billomat-id is required")
+    changes = _changes(kw)
+    # Flags given as plain switches: absent means off.
+    changes.require_approval = bool(changes.require_approval)
+    changes.archive_after_transfer = bool(changes.archive_after_transfer)
+    account = app.accounts.add(Direction.EXPORT, name, changes)
+    click.echo(f"added export account {account.name!r} (every {kw['interval']})")
+
+
+@add.command("import")
+@click.argument("name")
+@common_options(adding=True)
+@import_options
+@pass_app
+def add_import(app: App, /, name: str, **kw: Any) -> None:
+    """Add an import account: finished Billomat documents land in GMI."""
+    if kw.get("billomat_id") is None:
+        raise UsageError("--billomat-id is required")
+    account = app.accounts.add(Direction.IMPORT, name, _changes(kw))
+    click.echo(f"added import account {account.name!r} (every {kw['interval']})")
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def list_accounts(app: App, as_json: bool) -> None:
+    """List all sync accounts."""
+    rows = [app.accounts.describe(a, with_keys=False) for a in app.accounts.list()]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        rows,
+        [
+            ("name", "name"),
+            ("direction", "direction"),
+            ("enabled", "enabled"),
+            ("billomat_id", "Billomat ID"),
+            ("interval", "interval"),
+            ("attention", "attention"),
+            ("note", "note"),
+        ],
+        title="sync accounts",
+    )
+
+
+@accounts.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def show(app: App, name: str, as_json: bool) -> None:
+    """Show one account's settings (API keys masked to their last 4 characters)."""
+    with app.migrated_db().session() as session:
+        account = app.accounts.get(session, name)
+        view = app.accounts.describe(account, with_keys=True)
+    if as_json:
+        print_json(view)
+    else:
+        print_record(view)
+
+
+@accounts.command("update")
+@click.argument("name")
+@click.option("--rename", help="Give the account a new (unused) name.")
+@common_options(adding=False)
+@export_options(adding=False)
+@import_options
+@pass_app
+def update(app: App, /, name: str, **kw: Any) -> None:
+    """Change settings of an account; options left out stay as they are.
+
+    Dates accept 'none' to clear them.
+    """
+    changes = _changes(kw)
+    if changes == AccountChanges():
+        raise UsageError("nothing to update: give at least one option (see --help)")
+    account = app.accounts.update(name, changes)
+    click.echo(f"updated account {account.name!r}")
+
+
+@accounts.command("pause")
+@click.argument("name")
+@pass_app
+def pause(app: App, name: str) -> None:
+    """Stop polling an account; messages for it wait until it is resumed."""
+    app.accounts.set_enabled(name, False)
+    click.echo(f"paused account {name!r}")
+
+
+@accounts.command("resume")
+@click.argument("name")
+@pass_app
+def resume(app: App, name: str) -> None:
+    """Resume a paused account (also clears an 'attention' mark after you fixed its keys)."""
+    app.accounts.set_enabled(name, True)
+    click.echo(f"resumed account {name!r}")
+
+
+@accounts.command("remove")
+@click.argument("name")
+@pass_app
+def remove(app: App, name: str) -> None:
+    """Remove an account together with its ledger and poll state."""
+    db = app.migrated_db()
+    with db.session() as session:
+        account = app.accounts.get(session, name)
+        count = session.scalar(
+            select(func.count()).select_from(Document).where(Document.account_id == account.id)
+        )
+    app.accounts.remove(name)
+    click.echo(f"removed account {name!r} and {count} ledger rows")

@@ -1,0 +1,55 @@
+"""`belegsync db …` and `belegsync secret-key`."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared import migrations
+from shared.cli.app import App
+from shared.crypto import generate_key
+from shared.errors import BelegsyncError
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@pass_app
+def upgrade(app: App, revision: str) -> None:
+    """Apply the migrations up to REVISION (default: the newest)."""
+    try:
+        migrations.upgrade(app.settings.database_url, revision)
+    except SQLAlchemyError as e:
+        raise BelegsyncError(f"migration failed: {str(getattr(e, 'orig', e)).strip()}") from e
+    click.echo(
+        f"database at revision {migrations.head_revision() if revision == 'head' else revision}"
+    )
+
+
+@db_group.command("downgrade")
+@click.argument("revision", default="base")
+@pass_app
+def downgrade(app: App, revision: str) -> None:
+    """Undo migrations down to REVISION (default: an empty database)."""
+    migrations.downgrade(app.settings.database_url, revision)
+    click.echo(f"database at revision {revision}")
+
+
+@db_group.command("check")
+@pass_app
+def check(app: App) -> None:
+    """Exit 0 when the schema is current, else say what to run."""
+    app.db.check_migrated()
+    click.echo(f"database is at the newest revision {migrations.head_revision()}")
+
+
+@click.command("secret-key")
+def secret_key() -> None:
+    """Print a new Fernet key for BELEGSYNC_SECRET_KEY."""
+    click.echo(generate_key())

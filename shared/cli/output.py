@@ -1,0 +1,71 @@
+"""How commands print: tables for people, JSON with --json, one-line errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_plain, ensure_ascii=False) + "\n")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def print_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, title: str = ""
+) -> None:
+    """``columns`` are (key, header) pairs."""
+    console = Console(soft_wrap=False)
+    if not rows:
+        console.print(f"no {title or 'rows'}" if title else "nothing to show")
+        return
+    table = Table(title=title or None, title_justify="left")
+    for _, header in columns:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(row.get(key)) for key, _ in columns))
+    console.print(table)
+
+
+def print_record(record: Mapping[str, Any]) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in record.items():
+        table.add_row(key.replace("_", " "), cell(value))
+    Console(soft_wrap=False).print(table)
+
+
+def error(message: str) -> None:
+    """One line on stderr, whatever the message contains."""
+    line = " ".join(str(message).split())
+    sys.stderr.write(f"belegsync: error: {line}\n")
+
+
+def info(message: str) -> None:
+    sys.stderr.write(f"belegsync: {message}\n")

@@ -1,0 +1,311 @@
+"""SQLAlchemy models (the schema Alembic migrates) and the engine/session factory.
+
+Runs on SQLite (the embedded default) and PostgreSQL.  Timestamps are stored as UTC and come
+back timezone-aware on both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
+from sqlalchemy.pool import NullPool
+
+from shared.errors import BelegsyncError, NotMigratedError
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite has no time zones, PostgreSQL does."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SyncAccount(Base):
+    """One direction of sync between one GMI account and one Billomat account."""
+
+    __tablename__ = "sync_accounts"
+    __table_args__ = (CheckConstraint("direction IN ('export', 'import')", name="direction"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    direction: Mapped[str] = mapped_column(String(10))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    gmi_api_key_enc: Mapped[str] = mapped_column(Text)
+    billomat_id: Mapped[str] = mapped_column(String(63))
+    billomat_api_key_enc: Mapped[str] = mapped_column(Text)
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    # export settings
+    document_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    require_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    archive_after_transfer: Mapped[bool] = mapped_column(Boolean, default=False)
+    date_from: Mapped[date | None] = mapped_column(Date)
+    date_to: Mapped[date | None] = mapped_column(Date)
+    # import settings
+    default_document_type: Mapped[str | None] = mapped_column(String(40))
+    default_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    default_company: Mapped[str | None] = mapped_column(String(200))
+    default_company_uid: Mapped[int | None] = mapped_column(Integer)
+    document_kinds: Mapped[list[str]] = mapped_column(JSON, default=list)
+    webhook_username: Mapped[str | None] = mapped_column(String(100))
+    webhook_password_enc: Mapped[str | None] = mapped_column(Text)
+    # set when a configuration error (bad key, cancelled account) paused the account
+    attention_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    poll_state: Mapped[PollState | None] = relationship(
+        back_populates="account", cascade="all, delete-orphan", uselist=False
+    )
+
+
+class Document(Base):
+    """The ledger: one row per (sync account, source document)."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        # "This document is already known" is a database fact, not a hope.
+        UniqueConstraint("account_id", "source_kind", "source_id"),
+        Index("ix_documents_account_state", "account_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_accounts.id", ondelete="CASCADE"), index=True
+    )
+    source_system: Mapped[str] = mapped_column(String(10))  # gmi | billomat
+    source_kind: Mapped[str] = mapped_column(String(30))  # documents | invoices | credit-notes ...
+    source_id: Mapped[str] = mapped_column(String(64))
+    document_type: Mapped[str | None] = mapped_column(String(40))
+    document_number: Mapped[str | None] = mapped_column(String(200))
+    document_date: Mapped[date | None] = mapped_column(Date)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_class: Mapped[str | None] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(32))
+    # set once the broker confirmed the message; NULL means "publish (again)"
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempt_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    account: Mapped[SyncAccount] = relationship()
+    events: Mapped[list[DocumentEvent]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", order_by="DocumentEvent.id"
+    )
+
+
+class DocumentEvent(Base):
+    """Every state change of a ledger row, with time and reason."""
+
+    __tablename__ = "document_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str | None] = mapped_column(String(32))
+
+    document: Mapped[Document] = relationship(back_populates="events")
+
+
+class PollState(Base):
+    """Per account: cursors and the last poll's outcome; the scheduler's due time."""
+
+    __tablename__ = "poll_state"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_result: Mapped[str | None] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # a producer that claimed the poll holds it until then (several producers may run)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+
+    account: Mapped[SyncAccount] = relationship(back_populates="poll_state")
+
+
+class ApiQuota(Base):
+    """What the APIs last told us about a quota, shared by every process of a deployment."""
+
+    __tablename__ = "api_quotas"
+
+    api: Mapped[str] = mapped_column(String(10), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)  # billomat id / key hash
+    remaining: Mapped[int | None] = mapped_column(Integer)
+    reset_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class DatabaseError(BelegsyncError):
+    """The database cannot be reached or refused an operation."""
+
+
+class Database:
+    """Engine plus session factory; one per process, built by the composition root."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            # Several processes share the file: give each write a chance to wait its turn.
+            kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+            kwargs["poolclass"] = NullPool
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _make_sqlite_transactional(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)})"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def check_migrated(self) -> None:
+        """Raise NotMigratedError unless the schema is at the newest Alembic revision."""
+        from shared.migrations import head_revision
+
+        try:
+            with self.engine.connect() as conn:
+                if not inspect(conn).has_table("alembic_version"):
+                    raise NotMigratedError()
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except OperationalError as e:
+            raise DatabaseError(f"cannot reach the database: {_short(e)}") from e
+        head = head_revision()
+        if current != head:
+            raise NotMigratedError(f"schema at {current or 'nothing'}, code expects {head}")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _short(error: Exception) -> str:
+    return str(getattr(error, "orig", error)).splitlines()[0]
+
+
+def _make_sqlite_transactional(engine: Engine) -> None:
+    """WAL, foreign keys, and BEGIN IMMEDIATE.
+
+    pysqlite starts transactions lazily and upgrades read locks to write locks mid-transaction,
+    which fails at once ("database is locked") when another process writes.  Taking the write
+    lock at BEGIN makes concurrent writers queue up behind the busy timeout instead.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
