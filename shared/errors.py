@@ -33,9 +33,7 @@ class NotMigratedError(BelegsyncError):
 
     def __init__(self, detail: str = "") -> None:
         suffix = f" ({detail})" if detail else ""
-        super().__init__(
-            f"the database is not migrated{suffix}: run `belegsync db upgrade` first"
-        )
+        super().__init__(f"the database is not migrated{suffix}: run `belegsync db upgrade` first")
 
 
 class SecretKeyError(BelegsyncError):

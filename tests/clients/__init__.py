@@ -1,0 +1,1 @@
+"""Tests of the GMI and Billomat HTTP clients."""
