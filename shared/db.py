@@ -145,6 +145,8 @@ class Document(Base):
     document_number: Mapped[str | None] = mapped_column(String(200))
     document_date: Mapped[date | None] = mapped_column(Date)
     content_hash: Mapped[str | None] = mapped_column(String(64))
+    # source attributes the consumer needs (amounts, currency, status), as the poll saw them
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(20), index=True)
     target_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -54,6 +54,8 @@ class SyncMessage:
     document_type: str | None = None
     document_number: str | None = None
     document_date: date | None = None
+    # source attributes the consumer needs (amounts, currency, status): strings only
+    details: dict[str, str] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -89,6 +91,7 @@ class SyncMessage:
                 document_date=(
                     date.fromisoformat(data["document_date"]) if data.get("document_date") else None
                 ),
+                details=_details(data.get("details")),
             )
         except KeyError as e:
             raise MalformedMessage(f"field {e.args[0]!r} is missing", raw) from e
@@ -114,6 +117,16 @@ def _opt_str(value: Any) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {value!r}")
     return value
+
+
+def _details(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError("details must map strings to strings")
+    return dict(value)
 
 
 def _datetime(value: Any) -> datetime:

@@ -77,6 +77,7 @@ def upgrade() -> None:
         sa.Column("document_number", sa.String(length=200), nullable=True),
         sa.Column("document_date", sa.Date(), nullable=True),
         sa.Column("content_hash", sa.String(length=64), nullable=True),
+        sa.Column("details", sa.JSON(), nullable=True),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("target_id", sa.String(length=64), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),

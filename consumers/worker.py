@@ -1,0 +1,443 @@
+"""The consumer loop: take a message, let the direction's handler move the document, commit,
+then ack — and route every failure to where it belongs.
+
+- transient  -> delay queue of the next tier, attempt count + 1 (parked after the last)
+- rate limit -> delay queue until the quota resets, attempt count unchanged
+- permanent  -> parking queue at once, with the API's reason
+- configuration -> the account is paused with the reason; the document waits (held)
+- undecodable message -> parking queue with its raw body
+Each outcome is committed to the ledger before the message is acked.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from consumers.handlers import Handler, Outcome, Work
+from shared import ledger
+from shared.accounts import AccountService
+from shared.broker import RECONNECT_ON, Broker
+from shared.clients import AccountClients, ClientFactory
+from shared.db import Database, Document, SyncAccount
+from shared.domain import Direction, DocState
+from shared.errors import (
+    ApiError,
+    ConfigurationError,
+    ErrorClass,
+    PermanentError,
+    RateLimitedError,
+    SecretKeyError,
+    TransientError,
+)
+from shared.locks import DocumentLocks
+from shared.logs import log_outcome
+from shared.messages import (
+    ATTEMPT_HEADER,
+    ERROR_CLASS_HEADER,
+    ERROR_HEADER,
+    FIRST_FAILURE_HEADER,
+    LAST_FAILURE_HEADER,
+    PARKED_AT_HEADER,
+    ROUTING_KEY_HEADER,
+    MalformedMessage,
+    SyncMessage,
+)
+from shared.metrics import Metrics
+from shared.quota import QuotaBook
+
+log = logging.getLogger(__name__)
+
+MALFORMED = "malformed"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _attempt(headers: Mapping[str, Any]) -> int:
+    try:
+        return max(0, int(headers.get(ATTEMPT_HEADER, 0)))
+    except (TypeError, ValueError):
+        return 0
+
+
+@dataclass
+class Consumer:
+    """Everything a consumer process needs, built once by the composition root."""
+
+    db: Database
+    broker: Broker
+    accounts: AccountService
+    clients: ClientFactory
+    handlers: dict[Direction, Handler]
+    locks: DocumentLocks
+    quota: QuotaBook
+    max_attempts: int
+    metrics: Metrics | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    handled: int = 0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        directions: list[Direction],
+        *,
+        prefetch: int = 1,
+        idle_exit: float | None = None,
+        on_outcome: Callable[[str], None] | None = None,
+    ) -> None:
+        """Consume until ``stop`` is set, or until ``idle_exit`` seconds passed without work."""
+        queues = [self.broker.topology.work_queue(d) for d in directions]
+        last_work = time.monotonic()
+        self._on_outcome = on_outcome
+        while not self.stop.is_set():
+            try:
+                if not self.broker.ping():
+                    self.broker.connect(retries=None, on_retry=lambda m: log.warning("%s", m))
+                with self.broker.consuming(queues, self._on_message, prefetch=prefetch):
+                    while not self.stop.is_set():
+                        if self.broker.drain(timeout=1.0):
+                            last_work = time.monotonic()
+                        elif idle_exit is not None and time.monotonic() - last_work >= idle_exit:
+                            log.info("no work for %.0fs; exiting", idle_exit)
+                            return
+            except RECONNECT_ON as e:
+                if self.stop.is_set():
+                    return
+                log.warning("lost RabbitMQ (%s); reconnecting", str(e).splitlines()[0][:200])
+                self.broker.close()
+                self.stop.wait(1.0)
+                last_work = time.monotonic()
+
+    def install_signal_handlers(self, grace: float = 60.0) -> None:
+        """SIGTERM/SIGINT: take no new message, finish the one in hand, exit within ``grace``."""
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("signal %s: finishing the message in hand, then exiting", signum)
+            self.stop.set()
+            signal.signal(signal.SIGALRM, _give_up)
+            signal.alarm(max(1, int(grace)))
+
+        def _give_up(_signum: int, _frame: object) -> None:
+            # The message stays unacked and comes back; the ledger makes that safe.
+            raise SystemExit(1)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # -- one message ---------------------------------------------------------------------------
+
+    def _on_message(self, message: Any) -> None:
+        # Keep trying while the database is away: the message stays unacked meanwhile.
+        delay = 1.0
+        while True:
+            try:
+                self.process(message)
+                return
+            except SQLAlchemyError as e:
+                log.warning("database unavailable (%s); retrying", str(e).splitlines()[0][:200])
+                if self.stop.wait(delay):
+                    raise SystemExit(1) from e
+                delay = min(30.0, delay * 2)
+
+    def process(self, message: Any) -> None:
+        headers: dict[str, Any] = dict(message.headers or {})
+        routing_key = message.delivery_info.get("routing_key") or ""
+        clock = time.monotonic()
+        try:
+            msg = SyncMessage.from_json(message.body)
+        except MalformedMessage as e:
+            self._park_raw(message, routing_key, headers, e.reason)
+            return
+        direction = msg.direction.value
+
+        redeliveries = int(headers.get("x-delivery-count", 0) or 0)
+        if redeliveries >= self.broker.topology.delivery_limit - 1:
+            poison = PermanentError(
+                f"delivered {redeliveries + 1} times without an outcome "
+                "(consumers crashed or were killed while handling it)",
+                api="belegsync",
+            )
+            self._park(message, msg, routing_key, headers, poison, clock)
+            return
+
+        account, doc_state = self._load(msg)
+        if account is None or doc_state is None:
+            self._park(
+                message, msg, routing_key, headers,
+                PermanentError("no such sync account or ledger row (removed?)", api="belegsync"),
+                clock,
+            )  # fmt: skip
+            return
+        if doc_state == DocState.SYNCED.value:
+            self._ack(message, msg, Outcome("noop", detail="already synced"), clock)
+            return
+        if not account.enabled:
+            self._hold(msg, account.attention_reason or "account paused")
+            self._ack(message, msg, Outcome("held", detail="account paused"), clock)
+            return
+        if not self.locks.try_acquire(msg.document_id):
+            # A live consumer is on this document right now: look again a little later.
+            self._delay(message, msg, routing_key, headers, 0, "being handled by another consumer")
+            return
+        clients: AccountClients | None = None
+        try:
+            with self._in_progress(direction):
+                try:
+                    clients = self.clients.for_account(account, self.accounts.credentials(account))
+                    outcome = self.handlers[msg.direction].handle(Work(msg, account, clients))
+                except ApiError as e:
+                    self._failed(message, msg, routing_key, headers, e, clients, clock)
+                    return
+                except (SQLAlchemyError, SecretKeyError):
+                    raise
+                except Exception as e:  # a bug must not crash-loop: retry, then park
+                    log.exception("unexpected error handling %s", msg.message_id)
+                    bug = TransientError(f"unexpected error: {e!r}"[:300], api="belegsync")
+                    self._failed(message, msg, routing_key, headers, bug, clients, clock)
+                    return
+            self._ack(message, msg, outcome, clock)
+        finally:
+            self.locks.release(msg.document_id)
+
+    def _in_progress(self, direction: str) -> AbstractContextManager[None]:
+        if self.metrics is None:
+            return nullcontext()
+        return self.metrics.in_progress(direction)
+
+    def _load(self, msg: SyncMessage) -> tuple[SyncAccount | None, str | None]:
+        with self.db.session() as session:
+            doc = session.get(Document, msg.document_id)
+            if doc is None or doc.account_id != msg.account_id or doc.source_id != msg.source_id:
+                return None, None
+            account = session.get(SyncAccount, msg.account_id)
+            return account, doc.state
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _ack(self, message: Any, msg: SyncMessage, outcome: Outcome, clock: float) -> None:
+        with self.broker.lock:
+            message.ack()
+        seconds = time.monotonic() - clock
+        metric_outcome = {
+            "synced": "synced",
+            "duplicate_avoided": "duplicate_avoided",
+        }.get(outcome.result, "skipped")
+        latency = None
+        if outcome.landed_at is not None and metric_outcome != "skipped":
+            latency = (outcome.landed_at - msg.detected_at).total_seconds()
+        if self.metrics is not None and outcome.result != "held":
+            self.metrics.observe_processed(
+                msg.direction.value, metric_outcome, seconds, sync_latency_s=latency
+            )
+        self._report(msg, outcome.result, outcome.target_id, seconds, outcome.detail or None)
+
+    def _report(
+        self,
+        msg: SyncMessage,
+        outcome: str,
+        target_id: str | None,
+        seconds: float,
+        error: BaseException | str | None = None,
+    ) -> None:
+        self.handled += 1
+        log_outcome(
+            log,
+            account=msg.account,
+            direction=msg.direction.value,
+            source_id=msg.source_id,
+            target_id=target_id,
+            message_id=msg.message_id,
+            outcome=outcome,
+            duration_s=seconds,
+            error=error,
+        )
+        callback = getattr(self, "_on_outcome", None)
+        if callback is not None:
+            callback(outcome)
+
+    def _failed(
+        self,
+        message: Any,
+        msg: SyncMessage,
+        routing_key: str,
+        headers: dict[str, Any],
+        error: ApiError,
+        clients: AccountClients | None,
+        clock: float,
+    ) -> None:
+        if isinstance(error, RateLimitedError):
+            if error.status is not None and clients is not None:
+                # The API refused: nobody calls it for this account before the reset.
+                scope = clients.gmi_scope if error.api == "gmi" else clients.billomat_scope
+                self.quota.block(error.api, scope, error.reset_at, str(error))
+            self._note(msg, error, state=None)
+            seconds = error.seconds_left()
+            tier = self.broker.topology.tier_for_delay(seconds)
+            self._delay(message, msg, routing_key, headers, tier, str(error))
+            self._count("retried", msg, error, clock)
+            return
+        if isinstance(error, ConfigurationError):
+            self._pause_account(msg, str(error))
+            self._hold(msg, f"account paused: {error}")
+            with self.broker.lock:
+                message.ack()
+            self._count("retried", msg, error, clock)
+            return
+        if isinstance(error, TransientError):
+            attempt = _attempt(headers) + 1
+            if attempt < self.max_attempts:
+                self._note(msg, error, state=DocState.RETRYING, attempt=attempt)
+                headers = self._failure_headers(headers, error, attempt, routing_key)
+                tier = min(attempt - 1, len(self.broker.topology.retry_delays) - 1)
+                with self.broker.lock:
+                    self.broker.publish_retry(
+                        message.body, routing_key, tier, headers=headers,
+                        message_id=msg.message_id,
+                    )  # fmt: skip
+                    message.ack()
+                self._count("retried", msg, error, clock)
+                return
+            error = TransientError(
+                f"gave up after {attempt} attempts: {error.message}",
+                api=error.api, status=error.status, code=error.code,
+            )  # fmt: skip
+        self._park(message, msg, routing_key, headers, error, clock)
+
+    def _count(self, outcome: str, msg: SyncMessage, error: ApiError, clock: float) -> None:
+        seconds = time.monotonic() - clock
+        if self.metrics is not None:
+            self.metrics.observe_processed(
+                msg.direction.value, outcome, seconds, error_class=error.error_class.value
+            )
+        self._report(msg, outcome, None, seconds, error)
+
+    def _delay(
+        self,
+        message: Any,
+        msg: SyncMessage,
+        routing_key: str,
+        headers: dict[str, Any],
+        tier: int,
+        reason: str,
+    ) -> None:
+        """Back through a delay queue without counting an attempt."""
+        with self.broker.lock:
+            self.broker.publish_retry(
+                message.body, routing_key, tier, headers=headers, message_id=msg.message_id
+            )
+            message.ack()
+        log.info("document %s of %s waits: %s", msg.source_id, msg.account, reason)
+
+    def _failure_headers(
+        self, headers: dict[str, Any], error: ApiError | str, attempt: int, routing_key: str
+    ) -> dict[str, Any]:
+        now = _iso(_now())
+        error_class = error.error_class.value if isinstance(error, ApiError) else MALFORMED
+        return {
+            **{k: v for k, v in headers.items() if not k.startswith("x-death")},
+            ATTEMPT_HEADER: attempt,
+            FIRST_FAILURE_HEADER: headers.get(FIRST_FAILURE_HEADER, now),
+            LAST_FAILURE_HEADER: now,
+            ERROR_CLASS_HEADER: error_class,
+            ERROR_HEADER: str(error)[:1000],
+            ROUTING_KEY_HEADER: routing_key,
+        }
+
+    def _park(
+        self,
+        message: Any,
+        msg: SyncMessage,
+        routing_key: str,
+        headers: dict[str, Any],
+        error: ApiError,
+        clock: float,
+    ) -> None:
+        parked_headers = self._failure_headers(
+            headers, error, max(_attempt(headers), 1), routing_key
+        )
+        parked_headers[PARKED_AT_HEADER] = _iso(_now())
+        self._note(msg, error, state=DocState.PARKED)
+        with self.broker.lock:
+            self.broker.publish_parked(
+                message.body, routing_key, headers=parked_headers, message_id=msg.message_id
+            )
+            message.ack()
+        seconds = time.monotonic() - clock
+        if self.metrics is not None:
+            self.metrics.observe_processed(
+                msg.direction.value, "parked", seconds, error_class=error.error_class.value
+            )
+        self._report(msg, "parked", None, seconds, error)
+
+    def _park_raw(
+        self, message: Any, routing_key: str, headers: dict[str, Any], reason: str
+    ) -> None:
+        """An undecodable message goes to the parking queue exactly as it came."""
+        parked_headers = self._failure_headers(
+            headers, f"undecodable message: {reason}", max(_attempt(headers), 1), routing_key
+        )
+        parked_headers[PARKED_AT_HEADER] = _iso(_now())
+        with self.broker.lock:
+            self.broker.publish_parked(message.body, routing_key, headers=parked_headers)
+            message.ack()
+        log.error("parked an undecodable message from %s: %s", routing_key or "?", reason)
+        if self.metrics is not None:
+            direction = routing_key if routing_key in ("export", "import") else "export"
+            self.metrics.observe_parked(direction, MALFORMED)
+
+    # -- ledger writes for failures ------------------------------------------------------------
+
+    def _note(
+        self,
+        msg: SyncMessage,
+        error: ApiError,
+        *,
+        state: DocState | None,
+        attempt: int | None = None,
+    ) -> None:
+        with self.db.session() as session:
+            doc = session.get(Document, msg.document_id)
+            if doc is None:
+                return
+            doc.error_class = error.error_class.value
+            doc.last_error = str(error)[:2000]
+            if state is not None and doc.state != DocState.SYNCED.value:
+                reason = str(error)
+                if attempt is not None:
+                    reason = f"attempt {attempt} failed: {error}"
+                ledger.set_state(session, doc, state, reason, message_id=msg.message_id)
+
+    def _hold(self, msg: SyncMessage, reason: str) -> None:
+        with self.db.session() as session:
+            doc = session.get(Document, msg.document_id)
+            if doc is None or doc.state == DocState.SYNCED.value:
+                return
+            doc.published_at = None  # the producer republishes it once the account is resumed
+            doc.error_class = ErrorClass.CONFIGURATION.value
+            doc.last_error = reason
+            ledger.set_state(session, doc, DocState.HELD, reason, message_id=msg.message_id)
+
+    def _pause_account(self, msg: SyncMessage, reason: str) -> None:
+        with self.db.session() as session:
+            account = session.get(SyncAccount, msg.account_id)
+            if account is None or not account.enabled:
+                return
+            account.enabled = False
+            account.attention_reason = f"paused: {reason}"
+        log.error("account %s paused: %s", msg.account, reason)

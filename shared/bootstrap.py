@@ -1,0 +1,72 @@
+"""Composition roots: build each process's objects once, from its settings, and pass them down."""
+
+from __future__ import annotations
+
+from consumers.handlers import ExportHandler, ImportHandler
+from consumers.worker import Consumer
+from producers.outbox import Outbox
+from producers.pollers import ExportPoller, ImportPoller
+from producers.scheduler import Producer
+from shared.accounts import AccountService
+from shared.broker import Broker, Topology
+from shared.clients import ClientFactory
+from shared.crypto import SecretBox
+from shared.db import Database
+from shared.domain import Direction
+from shared.locks import locks_for
+from shared.metrics import Metrics
+from shared.quota import QuotaBook
+from shared.settings import Settings
+
+
+def topology(settings: Settings) -> Topology:
+    return Topology(settings.queue_prefix, settings.retry_delay_seconds)
+
+
+def broker(settings: Settings) -> Broker:
+    return Broker(settings.broker_url, topology(settings), publish_timeout=settings.publish_timeout)
+
+
+def build_producer(
+    settings: Settings, db: Database, box: SecretBox, metrics: Metrics | None
+) -> Producer:
+    quota = QuotaBook(db)
+    the_broker = broker(settings)
+    return Producer(
+        db=db,
+        broker=the_broker,
+        accounts=AccountService(db, lambda: box),
+        clients=ClientFactory(settings, quota, metrics),
+        pollers={
+            Direction.EXPORT: ExportPoller(db),
+            Direction.IMPORT: ImportPoller(
+                db,
+                quota,
+                reserve=settings.billomat_quota_reserve,
+                overlap_days=settings.import_overlap_days,
+            ),
+        },
+        outbox=Outbox(db, the_broker),
+        quota=quota,
+        metrics=metrics,
+    )
+
+
+def build_consumer(
+    settings: Settings, db: Database, box: SecretBox, metrics: Metrics | None
+) -> Consumer:
+    quota = QuotaBook(db)
+    return Consumer(
+        db=db,
+        broker=broker(settings),
+        accounts=AccountService(db, lambda: box),
+        clients=ClientFactory(settings, quota, metrics),
+        handlers={
+            Direction.EXPORT: ExportHandler(db, quota),
+            Direction.IMPORT: ImportHandler(db, quota),
+        },
+        locks=locks_for(db),
+        quota=quota,
+        max_attempts=settings.attempts_allowed,
+        metrics=metrics,
+    )

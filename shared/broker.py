@@ -1,0 +1,439 @@
+"""RabbitMQ: the whole topology in one place, and one confirmed-publish connection per process.
+
+Topology (every name starts with BELEGSYNC_QUEUE_PREFIX, ``P``):
+
+- ``P.work`` (direct) routes ``export``/``import`` to the work queues ``P.export``/``P.import``:
+  quorum queues with a delivery limit, dead-lettering to ``P.parking`` as the last guard against
+  a message that crashes every consumer.
+- ``P.retry.<delay>`` (fanout) -> queue ``P.retry.<delay>`` with ``x-message-ttl`` and
+  ``P.work`` as dead-letter exchange: one queue per delay, so a long delay never blocks a short
+  one at the head of the queue.  The original routing key brings a message back to its queue.
+- ``P.parking`` (fanout) -> ``P.parked``: messages that cannot succeed, with headers saying why,
+  until ``belegsync replay`` moves them back.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import amqp.exceptions
+import kombu.exceptions
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+from kombu.messaging import Consumer, Producer
+
+from shared.domain import Direction, format_duration
+from shared.errors import BrokerUnavailableError
+
+log = logging.getLogger(__name__)
+
+DELIVERY_LIMIT = 20
+HEARTBEAT_SECONDS = 30
+
+# What a dropped or refused broker connection looks like from py-amqp and kombu.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    socket.timeout,
+    amqp.exceptions.ConnectionError,
+    amqp.exceptions.ChannelError,
+    amqp.exceptions.RecoverableConnectionError,
+    kombu.exceptions.OperationalError,
+    kombu.exceptions.ConnectionError,
+    kombu.exceptions.ChannelError,
+)
+
+
+# What makes a process drop its connection and connect again.
+RECONNECT_ON: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, BrokerUnavailableError)
+
+
+class PublishError(BrokerUnavailableError):
+    """The broker did not confirm a publish (nack, timeout, unroutable or connection lost)."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str
+    retry_delays: tuple[int, ...]
+    delivery_limit: int = DELIVERY_LIMIT
+
+    # -- names ---------------------------------------------------------------------------------
+
+    @property
+    def work_exchange(self) -> Exchange:
+        return Exchange(f"{self.prefix}.work", type="direct", durable=True)
+
+    @property
+    def parking_exchange(self) -> Exchange:
+        return Exchange(f"{self.prefix}.parking", type="fanout", durable=True)
+
+    def work_queue_name(self, direction: Direction) -> str:
+        return f"{self.prefix}.{direction.value}"
+
+    def work_queue(self, direction: Direction) -> Queue:
+        return Queue(
+            self.work_queue_name(direction),
+            exchange=self.work_exchange,
+            routing_key=direction.value,
+            durable=True,
+            queue_arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": self.parking_exchange.name,
+            },
+        )
+
+    def tier_label(self, tier: int) -> str:
+        return f"retry.{format_duration(self.retry_delays[tier])}"
+
+    def retry_exchange(self, tier: int) -> Exchange:
+        return Exchange(f"{self.prefix}.{self.tier_label(tier)}", type="fanout", durable=True)
+
+    def retry_queue(self, tier: int) -> Queue:
+        exchange = self.retry_exchange(tier)
+        return Queue(
+            exchange.name,
+            exchange=exchange,
+            durable=True,
+            queue_arguments={
+                "x-message-ttl": self.retry_delays[tier] * 1000,
+                "x-dead-letter-exchange": self.work_exchange.name,
+            },
+        )
+
+    @property
+    def parked_queue(self) -> Queue:
+        return Queue(f"{self.prefix}.parked", exchange=self.parking_exchange, durable=True)
+
+    def tier_for_delay(self, seconds: float) -> int:
+        """The longest tier not longer than ``seconds`` (the shortest if all are longer)."""
+        best = 0
+        for index, delay in enumerate(self.retry_delays):
+            if delay <= seconds:
+                best = index
+        return best
+
+    def queues(self) -> list[tuple[str, str, Queue]]:
+        """(label without prefix, role, queue) for every queue; labels feed metrics."""
+        result: list[tuple[str, str, Queue]] = [
+            (d.value, "work", self.work_queue(d)) for d in Direction
+        ]
+        result += [
+            (self.tier_label(t), "retry", self.retry_queue(t))
+            for t in range(len(self.retry_delays))
+        ]
+        result.append(("parked", "parked", self.parked_queue))
+        return result
+
+    def declare(self, channel: Any) -> None:
+        for exchange in (self.work_exchange, self.parking_exchange):
+            exchange(channel).declare()
+        for _, _, queue in self.queues():
+            queue(channel).declare()
+
+
+@dataclass
+class QueueDepth:
+    messages: int
+    consumers: int
+
+
+@dataclass
+class _Keepalive:
+    """Sends heartbeat frames while the main thread is busy with a long HTTP call."""
+
+    broker: Broker
+    interval: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="amqp-keepalive", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.broker.send_heartbeat()
+
+
+class Broker:
+    """One AMQP connection per process: confirmed publishes, consuming, queue depths.
+
+    py-amqp is not thread-safe; every use of the connection holds ``lock`` so the keepalive
+    thread never writes a frame while the main thread uses the socket.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        topology: Topology,
+        *,
+        publish_timeout: float = 15.0,
+        heartbeat: int = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.url = url
+        self.topology = topology
+        self.publish_timeout = publish_timeout
+        self.heartbeat = heartbeat
+        self.lock = threading.RLock()
+        self._connection: Connection | None = None
+        self._publish_channel: Any = None
+        self._keepalive: _Keepalive | None = None
+        self._declared = False
+
+    def __repr__(self) -> str:
+        return f"Broker({self.safe_url})"
+
+    @property
+    def safe_url(self) -> str:
+        return Connection(self.url).as_uri(include_password=False)
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connect(
+        self, *, retries: int | None = 0, on_retry: Callable[[str], None] | None = None
+    ) -> None:
+        """Connect and declare the topology; ``retries=None`` keeps trying forever."""
+        attempt = 0
+        while True:
+            try:
+                with self.lock:
+                    self._close_quietly()
+                    connection = Connection(
+                        self.url,
+                        heartbeat=self.heartbeat,
+                        connect_timeout=10,
+                        transport_options={"confirm_publish": True},
+                    )
+                    connection.connect()
+                    self._connection = connection
+                    self._publish_channel = connection.channel()
+                    self.topology.declare(self._publish_channel)
+                    self._declared = True
+                if self._keepalive is None and self.heartbeat:
+                    self._keepalive = _Keepalive(self, interval=self.heartbeat / 3)
+                    self._keepalive.start()
+                return
+            except CONNECTION_ERRORS as e:
+                attempt += 1
+                if retries is not None and attempt > retries:
+                    raise BrokerUnavailableError(
+                        f"cannot reach RabbitMQ at {self.safe_url}: {_reason(e)}"
+                    ) from e
+                delay = min(30.0, 0.5 * 2 ** min(attempt, 6))
+                if on_retry:
+                    on_retry(f"RabbitMQ unreachable ({_reason(e)}); retrying in {delay:.0f}s")
+                time.sleep(delay)
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            raise BrokerUnavailableError("not connected to RabbitMQ")
+        return self._connection
+
+    def send_heartbeat(self) -> None:
+        with self.lock:
+            conn = self._connection
+            if conn is None:
+                return
+            try:
+                conn.connection.send_heartbeat()
+            except Exception:
+                log.debug("heartbeat could not be sent", exc_info=True)
+
+    def heartbeat_check(self) -> None:
+        with self.lock:
+            if self._connection is not None:
+                self._connection.heartbeat_check()
+
+    def ping(self) -> bool:
+        with self.lock:
+            conn = self._connection
+            if conn is None:
+                return False
+            try:
+                return bool(conn.connected)
+            except Exception:
+                return False
+
+    def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop.set()
+            self._keepalive = None
+        with self.lock:
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except Exception:
+                log.debug("closing the broker connection failed", exc_info=True)
+        self._connection = None
+        self._publish_channel = None
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        body: bytes,
+        *,
+        exchange: Exchange,
+        routing_key: str,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Publish persistently and wait for the broker's confirm; PublishError otherwise."""
+        with self.lock:
+            try:
+                if self._publish_channel is None:
+                    raise PublishError("not connected to RabbitMQ")
+                producer = Producer(self._publish_channel)
+                producer.publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    headers=dict(headers or {}),
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    mandatory=True,
+                    message_id=message_id,
+                    confirm_timeout=self.publish_timeout,
+                    timeout=self.publish_timeout,
+                )
+            except PublishError:
+                raise
+            except (*CONNECTION_ERRORS, amqp.exceptions.MessageNacked) as e:
+                # The channel's state is unknown after a failed confirm: start afresh next time.
+                self._close_quietly()
+                raise PublishError(f"RabbitMQ did not confirm the message: {_reason(e)}") from e
+
+    def publish_work(
+        self, body: bytes, direction: Direction, *, headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> None:  # fmt: skip
+        self.publish(
+            body,
+            exchange=self.topology.work_exchange,
+            routing_key=direction.value,
+            headers=headers,
+            message_id=message_id,
+        )
+
+    def publish_retry(
+        self, body: bytes, routing_key: str, tier: int, *, headers: Mapping[str, Any],
+        message_id: str | None = None,
+    ) -> None:  # fmt: skip
+        self.publish(
+            body,
+            exchange=self.topology.retry_exchange(tier),
+            routing_key=routing_key,
+            headers=headers,
+            message_id=message_id,
+        )
+
+    def publish_parked(
+        self, body: bytes, routing_key: str, *, headers: Mapping[str, Any],
+        message_id: str | None = None,
+    ) -> None:  # fmt: skip
+        self.publish(
+            body,
+            exchange=self.topology.parking_exchange,
+            routing_key=routing_key,
+            headers=headers,
+            message_id=message_id,
+        )
+
+    # -- consuming -----------------------------------------------------------------------------
+
+    @contextmanager
+    def consuming(
+        self,
+        queues: Sequence[Queue],
+        on_message: Callable[[Any], None],
+        *,
+        prefetch: int,
+    ) -> Iterator[Any]:
+        """Consume ``queues`` on a channel of its own; messages go to ``on_message``."""
+        with self.lock:
+            channel = self.connection.channel()
+            channel.basic_qos(prefetch_size=0, prefetch_count=prefetch, a_global=False)
+            consumer = Consumer(channel, queues=list(queues), on_message=on_message, no_ack=False)
+            consumer.consume()
+        try:
+            yield channel
+        finally:
+            with self.lock:
+                try:
+                    consumer.cancel()
+                    channel.close()
+                except Exception:
+                    log.debug("closing the consumer channel failed", exc_info=True)
+
+    def drain(self, timeout: float) -> bool:
+        """Deliver at most the pending frames; False when the timeout passed with nothing."""
+        with self.lock:
+            conn = self.connection
+            try:
+                conn.drain_events(timeout=timeout)
+            except TimeoutError:
+                conn.heartbeat_check()
+                return False
+        return True
+
+    # -- inspection ----------------------------------------------------------------------------
+
+    def queue_depths(self) -> dict[tuple[str, str], QueueDepth]:
+        """Messages and consumers per queue, by passive declare (no queue is created)."""
+        depths: dict[tuple[str, str], QueueDepth] = {}
+        with self.lock:
+            channel = self.connection.channel()
+            try:
+                for label, role, queue in self.topology.queues():
+                    try:
+                        _, messages, consumers = channel.queue_declare(
+                            queue=queue.name, passive=True
+                        )
+                    except amqp.exceptions.NotFound:
+                        channel = self.connection.channel()  # a failed passive declare closes it
+                        continue
+                    depths[(label, role)] = QueueDepth(messages, consumers)
+            finally:
+                try:
+                    channel.close()
+                except Exception:
+                    log.debug("closing the inspection channel failed", exc_info=True)
+        return depths
+
+    def delete_all(self) -> None:
+        """Remove every queue and exchange of this prefix (tests and the demo clean up)."""
+        with self.lock:
+            channel = self.connection.channel()
+            for _, _, queue in self.topology.queues():
+                try:
+                    channel.queue_delete(queue.name)
+                except Exception:
+                    channel = self.connection.channel()
+            exchanges = [self.topology.work_exchange.name, self.topology.parking_exchange.name]
+            exchanges += [
+                self.topology.retry_exchange(t).name for t in range(len(self.topology.retry_delays))
+            ]
+            for name in exchanges:
+                try:
+                    channel.exchange_delete(name)
+                except Exception:
+                    channel = self.connection.channel()
+            channel.close()
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:200]

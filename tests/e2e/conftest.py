@@ -1,0 +1,195 @@
+"""The whole pipeline on the real RabbitMQ, real databases and the simulators over sockets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.worker import Consumer
+from producers.pollers import PollReport
+from shared import bootstrap
+from shared.accounts import AccountChanges, AccountService
+from shared.crypto import SecretBox
+from shared.db import Database
+from shared.domain import Direction
+from shared.settings import Settings
+from shared.status import documents, overview
+from simulators import Simulators
+from tests.conftest import make_settings
+
+GMI_KEY = "gmi-e2e-key-0001"
+BILLOMAT_ID = "acme"
+BILLOMAT_KEY = "bm-e2e-key-0002"
+
+
+@pytest.fixture
+def sims() -> Iterator[Simulators]:
+    with Simulators() as running:
+        running.gmi.add_account(GMI_KEY)
+        running.billomat.add_tenant(BILLOMAT_ID, BILLOMAT_KEY)
+        yield running
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same settings as environment variables, for subprocesses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELEGSYNC_")}
+    env.update(
+        BELEGSYNC_DATABASE_URL=settings.database_url,
+        BELEGSYNC_BROKER_URL=settings.broker_url,
+        BELEGSYNC_QUEUE_PREFIX=settings.queue_prefix,
+        BELEGSYNC_SECRET_KEY=settings.secret_key.get_secret_value() if settings.secret_key else "",
+        BELEGSYNC_GMI_BASE_URL=settings.gmi_base_url,
+        BELEGSYNC_BILLOMAT_BASE_URL=settings.billomat_base_url,
+        BELEGSYNC_RETRY_DELAYS=settings.retry_delays,
+        BELEGSYNC_METRICS_PORT="0",
+    )
+    if settings.max_attempts:
+        env["BELEGSYNC_MAX_ATTEMPTS"] = str(settings.max_attempts)
+    return env
+
+
+class Pipeline:
+    """Drives producers and consumers in-process (or as real processes) for one test."""
+
+    def __init__(self, settings: Settings, sims: Simulators) -> None:
+        self.settings = settings
+        self.sims = sims
+        self.db = Database(settings.database_url)
+        assert settings.secret_key is not None
+        self.box = SecretBox(settings.secret_key.get_secret_value())
+        self.accounts = AccountService(self.db, lambda: self.box)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def add_export(self, name: str = "acme-export", **settings: Any) -> int:
+        changes = AccountChanges(
+            gmi_api_key=GMI_KEY, billomat_id=BILLOMAT_ID, billomat_api_key=BILLOMAT_KEY,
+            **settings,
+        )  # fmt: skip
+        changes.require_approval = bool(changes.require_approval)
+        changes.archive_after_transfer = bool(changes.archive_after_transfer)
+        return self.accounts.add(Direction.EXPORT, name, changes).id
+
+    def add_import(self, name: str = "acme-import", **settings: Any) -> int:
+        changes = AccountChanges(
+            gmi_api_key=GMI_KEY, billomat_id=BILLOMAT_ID, billomat_api_key=BILLOMAT_KEY,
+            **settings,
+        )  # fmt: skip
+        return self.accounts.add(Direction.IMPORT, name, changes).id
+
+    # -- running -------------------------------------------------------------------------------
+
+    def produce_once(self, names: Sequence[str] = ()) -> list[PollReport]:
+        producer = bootstrap.build_producer(self.settings, self.db, self.box, None)
+        producer.broker.connect()
+        try:
+            reports = []
+            for account_id in producer.accounts_to_poll(names):
+                assert producer.claim(account_id, _utcnow())
+                reports.append(producer.poll_account(account_id))
+            return reports
+        finally:
+            producer.broker.close()
+            producer.clients.close()
+
+    def consumer(self) -> Consumer:
+        return bootstrap.build_consumer(self.settings, self.db, self.box, None)
+
+    def consume(self, idle_exit: float = 1.5, directions: Sequence[Direction] = tuple(Direction)) -> int:
+        consumer = self.consumer()
+        consumer.broker.connect()
+        try:
+            consumer.run(list(directions), idle_exit=idle_exit)
+            return consumer.handled
+        finally:
+            consumer.broker.close()
+            consumer.clients.close()
+            consumer.locks.close()
+
+    def consume_in_thread(self, directions: Sequence[Direction] = tuple(Direction)) -> tuple[Consumer, threading.Thread]:
+        consumer = self.consumer()
+        consumer.broker.connect()
+
+        def run() -> None:
+            try:
+                consumer.run(list(directions))
+            finally:
+                consumer.broker.close()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return consumer, thread
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", *args],
+            env=env or settings_env(self.settings),
+            stdout=out,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+        )
+        self.processes.append(process)
+        return process
+
+    # -- looking -------------------------------------------------------------------------------
+
+    def ledger(self, account: str | None = None) -> list[dict[str, Any]]:
+        return documents(self.db, account=account)
+
+    def states(self, account: str | None = None) -> dict[str, str]:
+        return {d["source_id"]: d["state"] for d in self.ledger(account)}
+
+    def overview(self) -> list[dict[str, Any]]:
+        return overview(self.db)
+
+    def wait_until(self, condition: Any, timeout: float = 60.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+        broker = bootstrap.broker(self.settings)
+        try:
+            broker.connect()
+            broker.delete_all()
+        finally:
+            broker.close()
+        self.db.dispose()
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def pipeline(
+    sims: Simulators, sqlite_database_url: str, tmp_path: Path, broker_url: str
+) -> Iterator[Pipeline]:
+    settings = make_settings(
+        sqlite_database_url,
+        tmp_path,
+        gmi_base_url=sims.gmi_base_url,
+        billomat_base_url=sims.billomat_url_template,
+        retry_delays="1s,2s,3s",
+    )
+    running = Pipeline(settings, sims)
+    yield running
+    running.close()

@@ -1,0 +1,158 @@
+"""Export end to end: GMI -> RabbitMQ -> Billomat inbox, on the real broker and the simulators."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+from simulators import Simulators
+from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def inbox_by_marker(sims: Simulators) -> dict[str, list[dict[str, object]]]:
+    found: dict[str, list[dict[str, object]]] = {}
+    for item in sims.billomat.inbox(BILLOMAT_ID):
+        metadata = item["metadata"]
+        assert isinstance(metadata, dict)
+        found.setdefault(str(metadata.get("BELEGSYNC_REF")), []).append(item)
+    return found
+
+
+def test_every_matching_document_lands_once_with_its_bytes_and_type(
+    pipeline: Pipeline, sims: Simulators
+) -> None:
+    gmi = sims.gmi
+    invoice = gmi.seed_document(
+        GMI_KEY, document_type="INCOMING_INVOICE", document_number="RE-1", tags=["Hosting"],
+        gross_amount="119.00", net_amount="100.00",
+    )  # fmt: skip
+    receipt = gmi.seed_document(
+        GMI_KEY, document_type="RECEIPT", document_number="Q-7", tags=["Büro"]
+    )
+    statement = gmi.seed_document(GMI_KEY, document_type="STATEMENT", document_number="KA-3")
+    account_id = pipeline.add_export()
+
+    [report] = pipeline.produce_once()
+    assert (report.result, report.new, report.calls) == ("ok", 3, 1)
+    assert pipeline.consume() == 3
+
+    inbox = sims.billomat.inbox(BILLOMAT_ID)
+    assert len(inbox) == 3
+    by_ref = inbox_by_marker(sims)
+    expected = {invoice: "INVOICE", receipt: "RECEIPT", statement: "BANK_STATEMENT"}
+    for uid, inbox_type in expected.items():
+        [item] = by_ref[f"belegsync:a{account_id}:gmi:{uid}"]
+        assert item["document_type"] == inbox_type
+        assert item["sha256"] == sha(gmi.document_content(GMI_KEY, uid))
+    [first] = by_ref[f"belegsync:a{account_id}:gmi:{invoice}"]
+    metadata = first["metadata"]
+    assert isinstance(metadata, dict)
+    assert metadata["INVOICE_NUMBER"] == "RE-1"
+    assert metadata["TOTAL_GROSS"] in {"119.00", "119", "119.0"}
+    states = pipeline.states()
+    assert set(states.values()) == {"synced"}
+    targets = {d["source_id"]: d["target_id"] for d in pipeline.ledger()}
+    assert targets[str(invoice)] == str(first["id"])
+
+
+def test_filters_types_tags_and_date_range_decide_what_is_exported(
+    pipeline: Pipeline, sims: Simulators
+) -> None:
+    gmi = sims.gmi
+    wanted = gmi.seed_document(
+        GMI_KEY, document_type="RECEIPT", tags=["Reise"], document_date="2026-06-01",
+        document_number="W-1",
+    )  # fmt: skip
+    also_wanted = gmi.seed_document(
+        GMI_KEY, document_type="INCOMING_INVOICE", tags=["Büro", "x"], document_date="2026-07-01",
+        document_number="W-2",
+    )  # fmt: skip
+    wrong_type = gmi.seed_document(
+        GMI_KEY, document_type="PAYROLL", tags=["Reise"], document_date="2026-06-01",
+        document_number="N-1",
+    )  # fmt: skip
+    wrong_tag = gmi.seed_document(
+        GMI_KEY, document_type="RECEIPT", tags=["Privat"], document_date="2026-06-01",
+        document_number="N-2",
+    )  # fmt: skip
+    too_early = gmi.seed_document(
+        GMI_KEY, document_type="RECEIPT", tags=["Reise"], document_date="2025-12-31",
+        document_number="N-3",
+    )  # fmt: skip
+    archived = gmi.seed_document(
+        GMI_KEY, document_type="RECEIPT", tags=["Reise"], document_date="2026-06-01",
+        document_number="N-4", is_archived=True,
+    )  # fmt: skip
+    account_id = pipeline.add_export(
+        document_types=["RECEIPT", "INCOMING_INVOICE"],
+        tags=["Reise", "Büro"],
+        date_from=date(2026, 1, 1),
+        date_to=date(2026, 12, 31),
+    )
+    pipeline.produce_once()
+    pipeline.consume()
+
+    refs = set(inbox_by_marker(sims))
+    assert refs == {f"belegsync:a{account_id}:gmi:{uid}" for uid in (wanted, also_wanted)}
+    assert set(pipeline.states()) == {str(wanted), str(also_wanted)}
+    for uid in (wrong_type, wrong_tag, too_early, archived):
+        assert str(uid) not in pipeline.states()
+
+
+def test_archive_after_transfer_archives_in_gmi(pipeline: Pipeline, sims: Simulators) -> None:
+    uid = sims.gmi.seed_document(GMI_KEY, document_number="A-1")
+    pipeline.add_export(archive_after_transfer=True)
+    pipeline.produce_once()
+    pipeline.consume()
+    assert sims.gmi.document(GMI_KEY, uid)["is_archived"] is True
+    assert len(sims.billomat.inbox(BILLOMAT_ID)) == 1
+    assert pipeline.states() == {str(uid): "synced"}
+
+
+def test_document_approved_after_the_first_poll_is_exported_by_a_later_one(
+    pipeline: Pipeline, sims: Simulators
+) -> None:
+    approved = sims.gmi.seed_document(GMI_KEY, document_number="OK-1", approval=True)
+    pending = sims.gmi.seed_document(GMI_KEY, document_number="WAIT-1", approval=False)
+    no_workflow = sims.gmi.seed_document(GMI_KEY, document_number="NONE-1", approval=None)
+    pipeline.add_export(require_approval=True)
+
+    pipeline.produce_once()
+    pipeline.consume()
+    assert pipeline.states() == {
+        str(approved): "synced",
+        str(pending): "waiting_approval",
+        str(no_workflow): "waiting_approval",
+    }
+    assert len(sims.billomat.inbox(BILLOMAT_ID)) == 1
+
+    sims.gmi.approve(GMI_KEY, pending)
+    [report] = pipeline.produce_once()
+    assert report.requeued >= 1
+    pipeline.consume()
+    assert pipeline.states()[str(pending)] == "synced"
+    assert pipeline.states()[str(no_workflow)] == "waiting_approval"
+    assert len(sims.billomat.inbox(BILLOMAT_ID)) == 2
+
+
+def test_an_idle_poll_costs_one_gmi_call(pipeline: Pipeline, sims: Simulators) -> None:
+    for n in range(3):
+        sims.gmi.seed_document(GMI_KEY, document_number=f"I-{n}")
+    pipeline.add_export()
+    pipeline.produce_once()
+    pipeline.consume()
+    assert len(sims.billomat.inbox(BILLOMAT_ID)) == 3
+
+    sims.gmi.reset_counts()
+    sims.billomat.reset_counts()
+    [report] = pipeline.produce_once()
+    handled = pipeline.consume(idle_exit=1.0)
+    assert (report.new, report.requeued, report.published) == (0, 0, 0)
+    assert sum(sims.gmi.request_counts(GMI_KEY).values()) == 1
+    assert sims.gmi.request_counts(GMI_KEY) == {"GET /documents": 1}
+    assert sum(sims.billomat.request_counts(BILLOMAT_ID).values()) == 0
+    assert handled == 0
