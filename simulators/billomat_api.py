@@ -176,6 +176,10 @@ class BillomatApi:
             response = _error(fmt, 400, str(e))
         if 200 <= response.status < 300 and self._faults.should_drop(request.method, request.path):
             return Response.dropped()
+        if 200 <= response.status < 300:
+            hold = self._faults.hold_after(request.method, request.path)
+            if hold:
+                time.sleep(hold)
         return _with_quota(response, quota)
 
     def _bucket(self, tenant: Tenant, request: Request) -> tuple[tuple[str, ...], int]:

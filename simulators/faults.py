@@ -43,6 +43,13 @@ class _DropRule:
     path_contains: str | None
 
 
+@dataclass
+class _HoldRule:
+    remaining: int
+    seconds: float
+    path_contains: str | None
+
+
 class FaultInjector:
     """Thread-safe fault settings; ``error_status`` is what a random error answers with."""
 
@@ -56,6 +63,7 @@ class FaultInjector:
         self._drop_rate = 0.0
         self._fail_rules: list[_FailRule] = []
         self._drop_rules: list[_DropRule] = []
+        self._hold_rules: list[_HoldRule] = []
 
     def set_faults(
         self,
@@ -106,11 +114,24 @@ class FaultInjector:
         with self._lock:
             self._drop_rules.append(_DropRule(n, path_contains))
 
+    def hold_after_next_write(
+        self, n: int = 1, *, seconds: float, path_contains: str | None = None
+    ) -> None:
+        """The next ``n`` successful matching writes are stored, then answered ``seconds`` late.
+
+        Lets a test kill a client while its write has landed but before it saw the answer.
+        """
+        if n < 0 or seconds < 0:
+            raise ValueError("n and seconds must not be negative")
+        with self._lock:
+            self._hold_rules.append(_HoldRule(n, seconds, path_contains))
+
     def clear(self) -> None:
         with self._lock:
             self._error_rate = self._html_502_rate = self._latency = self._drop_rate = 0.0
             self._fail_rules.clear()
             self._drop_rules.clear()
+            self._hold_rules.clear()
 
     @property
     def latency(self) -> float:
@@ -144,6 +165,20 @@ class FaultInjector:
                     self._drop_rules = [r for r in self._drop_rules if r.remaining > 0]
                     return True
             return bool(self._drop_rate and self._rng.random() < self._drop_rate)
+
+    def hold_after(self, method: str, path: str) -> float:
+        """Seconds to hold back the answer of a write that just succeeded (usually 0)."""
+        if method not in WRITE_METHODS:
+            return 0.0
+        with self._lock:
+            for rule in self._hold_rules:
+                if rule.remaining > 0 and (
+                    rule.path_contains is None or rule.path_contains in path
+                ):
+                    rule.remaining -= 1
+                    self._hold_rules = [r for r in self._hold_rules if r.remaining > 0]
+                    return rule.seconds
+        return 0.0
 
     def describe(self) -> dict[str, Any]:
         """The current settings, for the control surface."""

@@ -298,6 +298,12 @@ class GmiSimulator:
     def drop_after_next_write(self, n: int = 1, *, path_contains: str | None = None) -> None:
         self._faults.drop_after_next_write(n, path_contains=path_contains)
 
+    def hold_after_next_write(
+        self, n: int = 1, *, seconds: float, path_contains: str | None = None
+    ) -> None:
+        """Store the next ``n`` matching writes, then answer them ``seconds`` late."""
+        self._faults.hold_after_next_write(n, seconds=seconds, path_contains=path_contains)
+
     def clear_faults(self) -> None:
         self._faults.clear()
 

@@ -227,6 +227,10 @@ class GmiApi:
             response = self._rejected(e)
         if 200 <= response.status < 300 and self._faults.should_drop(request.method, request.path):
             return Response.dropped()
+        if 200 <= response.status < 300:
+            hold = self._faults.hold_after(request.method, request.path)
+            if hold:
+                time.sleep(hold)
         return response
 
     def _take_call(self, account: Account) -> Response | None:

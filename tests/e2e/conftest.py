@@ -104,7 +104,9 @@ class Pipeline:
     def consumer(self) -> Consumer:
         return bootstrap.build_consumer(self.settings, self.db, self.box, None)
 
-    def consume(self, idle_exit: float = 1.5, directions: Sequence[Direction] = tuple(Direction)) -> int:
+    def consume(
+        self, idle_exit: float = 1.5, directions: Sequence[Direction] = tuple(Direction)
+    ) -> int:
         consumer = self.consumer()
         consumer.broker.connect()
         try:
@@ -115,7 +117,9 @@ class Pipeline:
             consumer.clients.close()
             consumer.locks.close()
 
-    def consume_in_thread(self, directions: Sequence[Direction] = tuple(Direction)) -> tuple[Consumer, threading.Thread]:
+    def consume_in_thread(
+        self, directions: Sequence[Direction] = tuple(Direction)
+    ) -> tuple[Consumer, threading.Thread]:
         consumer = self.consumer()
         consumer.broker.connect()
 
@@ -129,7 +133,9 @@ class Pipeline:
         thread.start()
         return consumer, thread
 
-    def spawn(self, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", *args],

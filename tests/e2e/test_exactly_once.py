@@ -1,0 +1,82 @@
+"""Nothing twice: lost answers, killed consumers and competing consumers on one queue."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from simulators import Simulators
+from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline
+
+
+def markers(sims: Simulators) -> Counter[str]:
+    return Counter(
+        str(i["metadata"].get("BELEGSYNC_REF")) for i in sims.billomat.inbox(BILLOMAT_ID)
+    )  # type: ignore[union-attr]
+
+
+def test_upload_that_landed_but_lost_its_answer_is_not_uploaded_again(
+    pipeline: Pipeline, sims: Simulators
+) -> None:
+    uid = sims.gmi.seed_document(GMI_KEY, document_number="LOST-1")
+    account_id = pipeline.add_export()
+    sims.billomat.drop_after_next_write(1, path_contains="inbox-documents")
+
+    pipeline.produce_once()
+    pipeline.consume(idle_exit=4.0)  # the retry tier brings the message back after 1 s
+
+    assert markers(sims) == {f"belegsync:a{account_id}:gmi:{uid}": 1}
+    [row] = pipeline.ledger()
+    assert row["state"] == "synced"
+    assert row["target_id"] == str(sims.billomat.inbox(BILLOMAT_ID)[0]["id"])
+    assert sims.billomat.request_counts(BILLOMAT_ID)["POST /api/inbox-documents"] == 1
+
+
+def test_two_consumer_processes_on_one_queue_sync_200_documents_exactly_once(
+    pipeline: Pipeline, sims: Simulators, tmp_path: Path
+) -> None:
+    uids = [sims.gmi.seed_document(GMI_KEY, document_number=f"B-{n:03d}") for n in range(200)]
+    account_id = pipeline.add_export()
+    [report] = pipeline.produce_once()
+    assert report.new == 200
+
+    for n in range(2):
+        pipeline.spawn(
+            "consume", "--direction", "export", "--idle-exit", "3", log=tmp_path / f"c{n}.log"
+        )
+    for process in pipeline.processes:
+        assert process.wait(timeout=180) == 0
+
+    counts = markers(sims)
+    assert counts == {f"belegsync:a{account_id}:gmi:{uid}": 1 for uid in uids}
+    assert set(pipeline.states().values()) == {"synced"}
+    # both consumers really took part
+    logs = [(tmp_path / f"c{n}.log").read_text() for n in range(2)]
+    assert all(log.count("synced") > 10 for log in logs), logs
+
+
+def test_consumer_killed_after_the_upload_and_before_the_commit_causes_no_duplicate(
+    pipeline: Pipeline, sims: Simulators, tmp_path: Path
+) -> None:
+    uid = sims.gmi.seed_document(GMI_KEY, document_number="KILL-1")
+    account_id = pipeline.add_export()
+    pipeline.produce_once()
+    # The upload is stored at once but answered only after 8 s: the consumer is killed while
+    # it waits, so the upload landed and nobody recorded it.
+    sims.billomat.hold_after_next_write(1, seconds=8, path_contains="inbox-documents")
+    victim = pipeline.spawn("consume", "--direction", "export", log=tmp_path / "victim.log")
+    pipeline.wait_until(lambda: len(sims.billomat.inbox(BILLOMAT_ID)) == 1, what="upload landed")
+    victim.kill()  # SIGKILL
+    assert victim.wait(10) == -9
+    [row] = pipeline.ledger()
+    assert row["state"] == "uploading"
+    assert row["target_id"] is None
+
+    survivor = pipeline.spawn("consume", "--direction", "export", "--idle-exit", "3")
+    assert survivor.wait(60) == 0
+
+    assert markers(sims) == {f"belegsync:a{account_id}:gmi:{uid}": 1}
+    [row] = pipeline.ledger()
+    assert row["state"] == "synced"
+    assert row["target_id"] == str(sims.billomat.inbox(BILLOMAT_ID)[0]["id"])
+    assert sims.billomat.request_counts(BILLOMAT_ID)["POST /api/inbox-documents"] == 1
