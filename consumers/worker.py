@@ -286,7 +286,7 @@ class Consumer:
                 # The API refused: nobody calls it for this account before the reset.
                 scope = clients.gmi_scope if error.api == "gmi" else clients.billomat_scope
                 self.quota.block(error.api, scope, error.reset_at, str(error))
-            self._note(msg, error, state=None)
+            self._note(msg, error, state=DocState.PENDING, waiting=True)
             seconds = error.seconds_left()
             tier = self.broker.topology.tier_for_delay(seconds)
             self._delay(message, msg, routing_key, headers, tier, str(error))
@@ -410,18 +410,26 @@ class Consumer:
         *,
         state: DocState | None,
         attempt: int | None = None,
+        waiting: bool = False,
     ) -> None:
         with self.db.session() as session:
             doc = session.get(Document, msg.document_id)
             if doc is None:
                 return
+            reason = str(error)
+            if waiting:
+                assert isinstance(error, RateLimitedError)
+                until = error.reset_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                reason = f"waiting for the {error.api} quota until {until}: {error.message}"
+            elif attempt is not None:
+                reason = f"attempt {attempt} failed: {error}"
             doc.error_class = error.error_class.value
-            doc.last_error = str(error)[:2000]
-            if state is not None and doc.state != DocState.SYNCED.value:
-                reason = str(error)
-                if attempt is not None:
-                    reason = f"attempt {attempt} failed: {error}"
-                ledger.set_state(session, doc, state, reason, message_id=msg.message_id)
+            doc.last_error = reason[:2000]
+            if state is None or doc.state == DocState.SYNCED.value:
+                return
+            if waiting and doc.state == state.value:
+                return  # one history entry per wait, not one per delay round
+            ledger.set_state(session, doc, state, reason, message_id=msg.message_id)
 
     def _hold(self, msg: SyncMessage, reason: str) -> None:
         with self.db.session() as session:

@@ -208,7 +208,7 @@ class ImportPoller:
                 )
                 report.calls += 1
                 report.listed += len(page.items)
-                page_newest = self._record(account_id, kind, page.items, report)
+                page_newest = self.record(account_id, kind, page.items, report)
                 if page_newest and (newest is None or page_newest > newest):
                     newest = page_newest
                 if not page.has_more or not page.items:
@@ -234,9 +234,13 @@ class ImportPoller:
                 )
             )
 
-    def _record(
+    def record(
         self, account_id: int, kind: str, docs: list[BillomatDocument], report: PollReport
     ) -> date | None:
+        """Put what Billomat showed (a list page, or a webhook's record) into the ledger.
+
+        Returns the newest document date of the finished documents seen.
+        """
         newest: date | None = None
         if not docs:
             return newest

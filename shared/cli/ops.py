@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import threading
@@ -264,11 +265,23 @@ def documents(
 
 
 def register(cli: click.Group) -> None:
-    """Attach the operational commands to the root group."""
+    """Attach the operational commands to the root group.
+
+    The simulators, the demo, webhooks and replay live in modules of their own that import
+    this one; they are looked up here, at run time, to keep the import graph acyclic.
+    """
     for command in (produce, consume, status, documents):
         cli.add_command(command)
-    try:
-        from simulators.cli import simulate
-    except ImportError:  # pragma: no cover - the simulators ship with the package
-        return
-    cli.add_command(simulate)
+    for module_name, command_name in (
+        ("simulators.cli", "simulate"),
+        ("shared.cli.demo", "demo"),
+        ("shared.cli.webhooks", "webhooks"),
+        ("shared.cli.replay", "replay"),
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue
+        cli.add_command(getattr(module, command_name))

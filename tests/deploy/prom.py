@@ -65,14 +65,16 @@ def free_port() -> int:
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
-def substitute_grafana_variables(expr: str) -> str:
+def substitute_grafana_variables(
+    expr: str, variables: Mapping[str, str] = GRAFANA_VARIABLES
+) -> str:
     """``expr`` with Grafana's built-in variables replaced; fails on any other variable."""
 
     def replace(match: re.Match[str]) -> str:
         name = "$" + (match.group(1) or match.group(2))
-        if name not in GRAFANA_VARIABLES:
+        if name not in variables:
             raise ValueError(f"unknown Grafana variable {name} in {expr!r}")
-        return GRAFANA_VARIABLES[name]
+        return variables[name]
 
     return _VARIABLE.sub(replace, expr)
 
@@ -93,11 +95,14 @@ def dashboard_panels(path: Path = DASHBOARD) -> list[dict[str, Any]]:
     return panels
 
 
-def dashboard_queries(path: Path = DASHBOARD) -> list[Query]:
+def dashboard_queries(
+    path: Path = DASHBOARD, variables: Mapping[str, str] = GRAFANA_VARIABLES
+) -> list[Query]:
+    """Every panel target's expression; ``variables`` stand in for Grafana's built-ins."""
     return [
         Query(
             f"panel {panel['title']!r} {target.get('refId', '')}",
-            substitute_grafana_variables(target["expr"]),
+            substitute_grafana_variables(target["expr"], variables),
         )
         for panel in dashboard_panels(path)
         for target in panel.get("targets", [])
