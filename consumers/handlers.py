@@ -211,6 +211,7 @@ class ExportHandler:
                 tags=source.tags,
                 document_date=source.document_date,
                 is_archived=source.is_archived,
+                source=source.source,
             )
             if rejection is not None:
                 self._steps.put_aside(doc.id, DocState.SKIPPED, rejection, message.message_id)
@@ -283,9 +284,9 @@ class ExportHandler:
         if source.document_number:
             metadata["INVOICE_NUMBER"] = source.document_number
         if source.gross_amount is not None:
-            metadata["TOTAL_GROSS"] = str(source.gross_amount)
+            metadata["TOTAL_GROSS"] = f"{source.gross_amount:.2f}"
         if source.net_amount is not None:
-            metadata["TOTAL_NET"] = str(source.net_amount)
+            metadata["TOTAL_NET"] = f"{source.net_amount:.2f}"
         if source.currency:
             metadata["CURRENCY_CODE"] = source.currency
         self._quota.reserve("billomat", clients.billomat_scope)

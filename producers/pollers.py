@@ -19,7 +19,7 @@ from shared.accounts import export_rules, import_rules
 from shared.billomat import BillomatDocument
 from shared.clients import AccountClients
 from shared.db import Database, Document, SyncAccount
-from shared.domain import Direction, DocState, ExportRules
+from shared.domain import GMI_APPLICATION, Direction, DocState, ExportRules
 from shared.gmi import GmiDocument
 from shared.ledger import Detected
 from shared.quota import QuotaBook
@@ -115,7 +115,9 @@ class ExportPoller:
         with self._db.session() as session:
             account = session.get(SyncAccount, account_id)
             assert account is not None
-            known = ledger.find_many(session, account_id, GMI_KIND, [str(r.uid) for r in records])
+            uids = [str(r.uid) for r in records]
+            known = ledger.find_many(session, account_id, GMI_KIND, uids)
+            imported = ledger.import_targets(session, uids)
             for record in records:
                 detected = Detected(
                     GMI_KIND,
@@ -130,6 +132,7 @@ class ExportPoller:
                     tags=record.tags,
                     document_date=record.document_date,
                     is_archived=record.is_archived,
+                    source=GMI_APPLICATION if detected.source_id in imported else record.source,
                 )
                 if rejection is not None:
                     if row is not None and (

@@ -9,6 +9,7 @@ import requests
 from shared.accounts import Credentials, key_fingerprint
 from shared.billomat import BillomatClient
 from shared.db import SyncAccount
+from shared.domain import GMI_APPLICATION
 from shared.gmi import GmiClient
 from shared.http import ApiHooks, NullHooks, Quota, build_session
 from shared.logs import register_secret
@@ -75,6 +76,7 @@ class ClientFactory:
                 base_url=settings.gmi_base_url,
                 session=self._session,
                 hooks=hooks,
+                application=GMI_APPLICATION,
             ),
             billomat=BillomatClient(
                 account.billomat_id,

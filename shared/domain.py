@@ -103,6 +103,10 @@ GMI_TO_INBOX_TYPE: dict[str, str] = {
 # The Billomat ID becomes part of a URL, so it is held to a DNS label.
 BILLOMAT_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
+# How belegsync names itself to GMI (x-application header; GMI shows it as the document's
+# source).  Documents with this source were imported by belegsync and are never exported back.
+GMI_APPLICATION = "belegsync"
+
 # Metadata key that marks an inbox document as ours; lets a consumer find an upload whose
 # answer it never saw.
 MARKER_KEY = "BELEGSYNC_REF"
@@ -231,11 +235,14 @@ class ExportRules:
         tags: Iterable[str],
         document_date: date | None,
         is_archived: bool,
+        source: str = "",
     ) -> str | None:
         """Why a document does not belong to this account, or None when it does.
 
         Approval is checked separately: the list call does not show it.
         """
+        if source.casefold() == GMI_APPLICATION:
+            return "imported into GMI by belegsync; never exported back"
         if is_archived:
             return "archived in GMI before it was transferred"
         if self.document_types and document_type not in self.document_types:

@@ -92,6 +92,7 @@ class GmiDocument:
     is_locked: bool
     filename: str
     note: str
+    source: str = ""  # who put it into GMI ("Manual", an application's x-application)
     workflow: Workflow | None = None
     content: bytes | None = field(default=None, repr=False)
 
@@ -195,6 +196,7 @@ def parse_document(
         is_locked=read_bool(record.get("isLocked")),
         filename=read_str(record.get("filename", record.get("fileName"))),
         note=read_str(record.get("note")),
+        source=read_str(record.get("source")),
         workflow=parse_workflow(record.get("workflowDetails")),
         content=content,
     )

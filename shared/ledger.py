@@ -85,6 +85,21 @@ def find_many(
     return found
 
 
+def import_targets(session: Session, gmi_uids: Sequence[str]) -> set[str]:
+    """Which of these GMI documents belegsync itself imported from Billomat."""
+    found: set[str] = set()
+    for start in range(0, len(gmi_uids), 500):
+        chunk = list(gmi_uids[start : start + 500])
+        found.update(
+            session.scalars(
+                select(Document.target_id).where(
+                    Document.source_system == "billomat", Document.target_id.in_(chunk)
+                )
+            )
+        )
+    return found
+
+
 def insert_detected(
     session: Session,
     account: SyncAccount,

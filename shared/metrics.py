@@ -70,6 +70,39 @@ _ID_SEGMENT = re.compile(
 )
 _MAX_ENDPOINT_CHARS = 80
 
+_BILLOMAT_KINDS = (
+    "invoices",
+    "credit-notes",
+    "offers",
+    "confirmations",
+    "delivery-notes",
+    "reminders",
+    "letters",
+    "incomings",
+)
+# Every endpoint template the product calls, so that each (api, endpoint, status class) series
+# exists at 0 from the start: a series born at 1 hides its first call from rate().
+KNOWN_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "gmi": (
+        "GET /documents",
+        "GET /documents/{id}",
+        "POST /documents",
+        "PUT /documents/{id}",
+        "POST /documents/exists",
+        "GET /companies",
+        "POST /companies",
+        "GET /countries",
+    ),
+    "billomat": (
+        "GET /inbox-documents",
+        "GET /inbox-documents/{id}",
+        "POST /inbox-documents",
+        *(f"GET /{kind}" for kind in _BILLOMAT_KINDS),
+        *(f"GET /{kind}/{{id}}" for kind in _BILLOMAT_KINDS),
+        *(f"GET /{kind}/{{id}}/pdf" for kind in _BILLOMAT_KINDS),
+    ),
+}
+
 
 class QuotaLike(Protocol):
     """What ``on_quota`` reads from ``shared.http.Quota``."""
@@ -263,7 +296,7 @@ class Metrics:
 
     def _preinitialise(self) -> None:
         # Series that exist from the start read 0 instead of "no data", and rate() sees the
-        # first increment. Accounts, endpoints and queues are not known up front: their
+        # first increment. Accounts and queues are not known up front: their
         # series appear when first observed (a queue depth of 0 reported by a process that
         # never asked the broker would be a lie).
         for direction in DIRECTIONS:
@@ -282,6 +315,10 @@ class Metrics:
         for api in APIS:
             self.api_request_seconds.labels(api)
             self.rate_limited.labels(api)
+            for endpoint in KNOWN_ENDPOINTS[api]:
+                for status in STATUS_CLASSES:
+                    if status != "3xx":  # redirects are switched off in the clients
+                        self.api_requests.labels(api, normalise_endpoint(endpoint), status)
 
     # -- consumers ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from shared.cli.dbcmd import db_group, secret_key
 from shared.cli.output import error
 from shared.errors import BelegsyncError, UsageError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,12 +58,13 @@ def main(argv: Sequence[str] | None = None, app: App | None = None) -> int:
     owned = app is None
     app = app or App()
     try:
-        cli.main(args=args, prog_name="belegsync", standalone_mode=False, obj=app)
+        # Without standalone mode click returns (not raises) the code of an Exit(n).
+        code = cli.main(args=args, prog_name="belegsync", standalone_mode=False, obj=app)
     except click.exceptions.Exit as e:
         return int(e.exit_code)
-    except click.exceptions.Abort:
-        error("aborted")
-        return EXIT_FAILURE
+    except click.exceptions.Abort:  # Ctrl-C at a prompt or during a command
+        error("interrupted")
+        return EXIT_INTERRUPTED
     except click.ClickException as e:
         # Click's own usage errors, squeezed to one line.
         error(e.format_message())
@@ -78,8 +79,8 @@ def main(argv: Sequence[str] | None = None, app: App | None = None) -> int:
         error(str(e))
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         if owned:
             app.close()
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK

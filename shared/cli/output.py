@@ -12,6 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _console() -> Console:
+    # On a terminal rich fits the table to it; into a pipe or file it would assume 80
+    # columns and fold wide tables, so give it room instead.
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -40,7 +46,7 @@ def print_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, title: str = ""
 ) -> None:
     """``columns`` are (key, header) pairs."""
-    console = Console(soft_wrap=False)
+    console = _console()
     if not rows:
         console.print(f"no {title or 'rows'}" if title else "nothing to show")
         return
@@ -58,7 +64,7 @@ def print_record(record: Mapping[str, Any]) -> None:
     table.add_column(overflow="fold")
     for key, value in record.items():
         table.add_row(key.replace("_", " "), cell(value))
-    Console(soft_wrap=False).print(table)
+    _console().print(table)
 
 
 def error(message: str) -> None:

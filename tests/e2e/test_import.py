@@ -196,3 +196,23 @@ def test_gmi_hourly_upload_limit_means_wait_until_the_next_hour_not_fail(
     assert len(sims.gmi.documents(GMI_KEY)) == 5
     assert pipeline.states() == {str(b): "synced" for b in bids}
     assert all(d["attempts"] <= 2 for d in pipeline.ledger())
+
+
+def test_documents_belegsync_imported_into_gmi_are_never_exported_back(
+    pipeline: Pipeline, sims: Simulators
+) -> None:
+    own = sims.gmi.seed_document(GMI_KEY, document_number="OWN-1", document_type="RECEIPT")
+    sims.billomat.add_document(BILLOMAT_ID, "invoices")
+    sims.billomat.add_document(BILLOMAT_ID, "credit-notes")
+    pipeline.add_import(name="in")
+    out = pipeline.add_export(name="out")  # every type, same GMI and Billomat accounts
+    pipeline.produce_once(["in"])
+    pipeline.consume()
+    assert len(sims.gmi.documents(GMI_KEY)) == 3
+    assert {d["source"] for d in sims.gmi.documents(GMI_KEY) if d["uid"] != own} == {"belegsync"}
+
+    [report] = pipeline.produce_once(["out"])
+    pipeline.consume()
+    assert report.new == 1  # only the document GMI collected itself
+    inbox = sims.billomat.inbox(BILLOMAT_ID)
+    assert [i["metadata"]["BELEGSYNC_REF"] for i in inbox] == [f"belegsync:a{out}:gmi:{own}"]
