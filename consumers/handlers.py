@@ -85,7 +85,10 @@ def sha256(content: bytes) -> str:
 def landed_for_sure_not(error: ApiError) -> bool:
     """True when a failed upload certainly did not land (the server refused it outright)."""
     if isinstance(error, TransientError):
-        return not error.ambiguous and error.status is None  # never connected
+        # The clients mark a write ambiguous when it may have been performed (no answer, a
+        # gateway timeout, a 5xx after the body went through); a refused connection or a 503
+        # "try again later" stored nothing.
+        return not error.ambiguous
     # A refusal with a 4xx answer (validation, auth, quota) did not store anything.
     return error.status is not None and 400 <= error.status < 500
 

@@ -238,6 +238,17 @@ class Broker:
             raise BrokerUnavailableError("not connected to RabbitMQ")
         return self._connection
 
+    def new_channel(self) -> Any:
+        """A channel of its own (e.g. for basic_get); the caller closes it.
+
+        Bodies stay bytes: py-amqp would otherwise decode them by their content encoding,
+        and an undecodable parked body must come back exactly as it was.
+        """
+        with self.lock:
+            channel = self.connection.channel()
+        channel.auto_decode = False
+        return channel
+
     def send_heartbeat(self) -> None:
         with self.lock:
             conn = self._connection

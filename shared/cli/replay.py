@@ -1,0 +1,79 @@
+"""`belegsync replay`: parked documents back to work."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from shared import bootstrap
+from shared.cli.app import App
+from shared.cli.output import print_json, print_table
+from shared.replay import Replayer, Selection
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.command("replay")
+@click.option("--account", help="Only this account's parked documents.")
+@click.option("--document", "source_id", help="Only the document with this source id.")
+@click.option("--all", "everything", is_flag=True, help="Every parked document.")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def replay(
+    app: App,
+    /,
+    account: str | None,
+    source_id: str | None,
+    everything: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Move parked documents back to their work queue (attempts reset).
+
+    A parked document whose message is gone is rebuilt from the ledger; one that has been
+    synced since is left alone.  Fix the cause first (see `belegsync documents --state parked`).
+    """
+    selection = Selection(account=account, source_id=source_id, everything=everything)
+    selection.check()
+    db = app.migrated_db()
+    broker = bootstrap.broker(app.settings)
+    broker.connect(retries=2)
+    try:
+        report = Replayer(db, broker).replay(selection, dry_run=dry_run)
+    finally:
+        broker.close()
+    rows = [asdict(item) for item in report.items]
+    if as_json:
+        print_json(
+            {
+                "dry_run": dry_run,
+                "items": rows,
+                "malformed_kept": report.malformed_kept,
+                "not_selected": report.not_selected,
+            }
+        )
+        return
+    print_table(
+        rows,
+        [
+            ("account", "account"),
+            ("direction", "dir"),
+            ("source_id", "source"),
+            ("action", "action"),
+            ("reason", "parked because"),
+        ],
+        title="replay (dry run)" if dry_run else "replay",
+    )
+    moved = report.count("moved") + report.count("rebuilt")
+    summary = (
+        f"{report.count('would move') + report.count('would rebuild')} would be replayed"
+        if dry_run
+        else f"{moved} replayed"
+    )
+    if report.malformed_kept:
+        summary += f"; {report.malformed_kept} undecodable message(s) stay parked"
+    if report.not_selected:
+        summary += f"; {report.not_selected} other parked message(s) left alone"
+    click.echo(summary)

@@ -1,0 +1,238 @@
+"""Putting parked documents back to work.
+
+A parked document has a message in the parking queue (with headers saying why) and a ledger row
+in state ``parked``.  Replay moves matching messages back to their work queue with the attempt
+count reset; a parked row whose message is gone (expired, purged) gets a new message rebuilt
+from the ledger; a message of a document that has been synced since is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from producers.outbox import message_for
+from shared import ledger
+from shared.broker import Broker
+from shared.db import Database, Document, SyncAccount
+from shared.domain import Direction, DocState
+from shared.errors import UsageError
+from shared.messages import (
+    ATTEMPT_HEADER,
+    ERROR_CLASS_HEADER,
+    ERROR_HEADER,
+    MalformedMessage,
+    SyncMessage,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayItem:
+    account: str
+    direction: str
+    source_id: str
+    action: str  # moved | rebuilt | dropped (synced since) | would move | would rebuild
+    reason: str  # why it was parked
+
+
+@dataclass
+class ReplayReport:
+    items: list[ReplayItem] = field(default_factory=list)
+    malformed_kept: int = 0  # undecodable parked messages: nothing to replay them into
+    not_selected: int = 0  # parked messages outside the selection, left where they are
+
+    def count(self, action: str) -> int:
+        return sum(1 for item in self.items if item.action == action)
+
+
+@dataclass(frozen=True)
+class Selection:
+    account: str | None = None
+    source_id: str | None = None
+    everything: bool = False
+
+    def check(self) -> None:
+        if not (self.account or self.source_id or self.everything):
+            raise UsageError("choose what to replay: --all, --account NAME or --document SOURCE_ID")
+
+    def matches(self, account: str, source_id: str) -> bool:
+        if self.account is not None and account != self.account:
+            return False
+        return self.source_id is None or source_id == self.source_id
+
+
+class Replayer:
+    def __init__(self, db: Database, broker: Broker) -> None:
+        self._db = db
+        self._broker = broker
+
+    def replay(
+        self,
+        selection: Selection,
+        *,
+        dry_run: bool = False,
+        on_item: Callable[[ReplayItem], None] | None = None,
+    ) -> ReplayReport:
+        selection.check()
+        self._check_account(selection)
+        report = ReplayReport()
+
+        def add(item: ReplayItem) -> None:
+            report.items.append(item)
+            if on_item:
+                on_item(item)
+
+        handled: set[int] = self._from_queue(selection, dry_run, report, add)
+        self._from_ledger(selection, dry_run, handled, add)
+        return report
+
+    def _check_account(self, selection: Selection) -> None:
+        if selection.account is None:
+            return
+        with self._db.session() as session:
+            exists = session.scalar(
+                select(SyncAccount.id).where(SyncAccount.name == selection.account)
+            )
+        if exists is None:
+            raise UsageError(
+                f"unknown sync account {selection.account!r} (see `belegsync accounts list`)"
+            )
+
+    # -- messages in the parking queue ---------------------------------------------------------
+
+    def _from_queue(
+        self,
+        selection: Selection,
+        dry_run: bool,
+        report: ReplayReport,
+        add: Callable[[ReplayItem], None],
+    ) -> set[int]:
+        """Go through the parking queue once; returns the ledger rows it dealt with."""
+        handled: set[int] = set()
+        queue_name = self._broker.topology.parked_queue.name
+        channel = self._broker.new_channel()
+        try:
+            while True:
+                with self._broker.lock:
+                    message = channel.basic_get(queue=queue_name, no_ack=False)
+                if message is None:
+                    break
+                # Unacked messages return to the queue when the channel closes: whatever is
+                # not acked below stays parked.
+                self._one_parked(message, channel, selection, dry_run, report, add, handled)
+        finally:
+            with self._broker.lock:
+                channel.close()
+        return handled
+
+    def _one_parked(
+        self,
+        message: Any,
+        channel: Any,
+        selection: Selection,
+        dry_run: bool,
+        report: ReplayReport,
+        add: Callable[[ReplayItem], None],
+        handled: set[int],
+    ) -> None:
+        headers = dict(message.headers or {})
+        try:
+            msg = SyncMessage.from_json(message.body)
+        except MalformedMessage:
+            report.malformed_kept += 1
+            return
+        if not selection.matches(msg.account, msg.source_id):
+            report.not_selected += 1
+            return
+        reason = str(headers.get(ERROR_HEADER) or headers.get(ERROR_CLASS_HEADER) or "?")
+        with self._db.session() as session:
+            doc = session.get(Document, msg.document_id)
+            account = session.get(SyncAccount, msg.account_id)
+            if doc is None or account is None:
+                report.not_selected += 1  # its account was removed: nothing to replay into
+                return
+            if doc.id in handled or doc.state == DocState.SYNCED.value:
+                action = (
+                    "dropped (synced since)"
+                    if doc.state == DocState.SYNCED.value
+                    else ("dropped (duplicate)")
+                )
+                if not dry_run:
+                    with self._broker.lock:
+                        channel.basic_ack(message.delivery_tag)
+                add(ReplayItem(msg.account, msg.direction.value, msg.source_id, action, reason))
+                return
+            handled.add(doc.id)
+            if dry_run:
+                add(
+                    ReplayItem(
+                        msg.account, msg.direction.value, msg.source_id, "would move", reason
+                    )
+                )
+                return
+            self._requeue(session, account, doc, reason="replayed by the operator")
+        with self._broker.lock:
+            channel.basic_ack(message.delivery_tag)
+        add(ReplayItem(msg.account, msg.direction.value, msg.source_id, "moved", reason))
+
+    # -- parked rows without a message ---------------------------------------------------------
+
+    def _from_ledger(
+        self,
+        selection: Selection,
+        dry_run: bool,
+        handled: set[int],
+        add: Callable[[ReplayItem], None],
+    ) -> None:
+        with self._db.session() as session:
+            query = (
+                select(Document, SyncAccount)
+                .join(SyncAccount, SyncAccount.id == Document.account_id)
+                .where(Document.state == DocState.PARKED.value)
+                .order_by(Document.id)
+            )
+            for doc, account in session.execute(query).all():
+                if doc.id in handled or not selection.matches(account.name, doc.source_id):
+                    continue
+                reason = doc.last_error or "?"
+                if dry_run:
+                    add(
+                        ReplayItem(
+                            account.name, account.direction, doc.source_id, "would rebuild",
+                            reason,
+                        )
+                    )  # fmt: skip
+                    continue
+                self._requeue(
+                    session, account, doc,
+                    reason="replayed by the operator (message rebuilt from the ledger)",
+                )  # fmt: skip
+                session.commit()
+                add(ReplayItem(account.name, account.direction, doc.source_id, "rebuilt", reason))
+
+    def _requeue(
+        self, session: Session, account: SyncAccount, doc: Document, *, reason: str
+    ) -> None:
+        """Fresh message, attempts reset, published with a confirm, then the ledger says so."""
+        doc.attempts = 0
+        doc.error_class = None
+        doc.last_error = None
+        ledger.set_state(session, doc, DocState.PENDING, reason)
+        message = message_for(account, doc)  # with a new message id
+        self._broker.publish_work(
+            message.to_json(),
+            Direction(account.direction),
+            headers={ATTEMPT_HEADER: 0},
+            message_id=message.message_id,
+        )
+        doc.published_at = datetime.now(UTC)
+        doc.message_id = message.message_id
+        log.info("replayed %s document %s of %s", account.direction, doc.source_id, account.name)
