@@ -6,9 +6,11 @@ Nothing here measures anything; each ``bench/<name>.py`` decides what to time an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -27,7 +29,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from shared import bootstrap, migrations
@@ -36,7 +38,7 @@ from shared.crypto import SecretBox, generate_key
 from shared.db import Database
 from shared.domain import Direction
 from shared.settings import Settings
-from simulators import Simulators
+from simulators import GmiSimulator, Simulators
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -179,16 +181,25 @@ class Spread:
         return f"{fmt.format(self.median)} ({fmt.format(self.low)}–{fmt.format(self.high)})"
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def print_table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1
+) -> None:
+    """A plain-text table; the first ``left`` columns (labels) are left-aligned, numbers right."""
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    line = "  ".join("-" * w for w in widths)
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(w) if i < left else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
     print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print(line)
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+        print(line(row))
 
 
 def common_arguments(parser: argparse.ArgumentParser, *, repeat: int = 3) -> None:
@@ -211,11 +222,15 @@ def db_argument(parser: argparse.ArgumentParser) -> None:
 def emit_json(benchmark: str, note: MachineNote, parameters: dict[str, Any], data: Any) -> None:
     print(
         json.dumps(
-            {"benchmark": benchmark, "machine": asdict(note), "parameters": parameters,
-             "results": data},
+            {
+                "benchmark": benchmark,
+                "machine": asdict(note),
+                "parameters": parameters,
+                "results": data,
+            },
             indent=2,
             default=str,
-        )  # fmt: skip
+        )
     )
 
 
@@ -231,20 +246,37 @@ def progress(message: str) -> None:
 def port_open(url: str, default_port: int) -> bool:
     parts = urlsplit(url.replace("+psycopg", ""))
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
 
 
-def require_services(db_kinds: Sequence[str]) -> None:
+def require_services(db_kinds: Sequence[str], wait: float = 60.0) -> None:
+    """Exit with a reason unless RabbitMQ (and PostgreSQL if asked for) answer within ``wait``.
+
+    Other people's recovery tests restart the broker now and then; a short wait rides that out.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        missing = _missing_services(db_kinds)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("not reachable: " + "; ".join(missing))
+        progress(f"waiting for {'; '.join(missing)} ...")
+        time.sleep(2)
+
+
+def _missing_services(db_kinds: Sequence[str]) -> list[str]:
     missing = []
     if not port_open(BROKER_URL, 5672):
         missing.append(f"RabbitMQ at {BROKER_URL}")
     if "postgresql" in db_kinds and not port_open(POSTGRES_ADMIN_URL, 5432):
         missing.append(f"PostgreSQL at {POSTGRES_ADMIN_URL} (or pass --db sqlite)")
-    if missing:
-        raise SystemExit("not reachable: " + "; ".join(missing))
+    return missing
 
 
 class ScratchDatabases:
@@ -338,13 +370,184 @@ class ScratchDatabases:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_simulators(*, per_minute: int = 100_000, billomat_limit: int = 100_000) -> Simulators:
+class ShiftedClock:
+    """``time.time`` plus ``offset`` seconds: seed documents "ten minutes ago", then reset."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def start_simulators(
+    *,
+    per_minute: int = 100_000,
+    billomat_limit: int = 100_000,
+    gmi_clock: ShiftedClock | None = None,
+) -> Simulators:
     """Both simulators on free ports with one account each and the quotas raised."""
-    sims = Simulators().start()
+    sims = Simulators()
+    if gmi_clock is not None:
+        sims.gmi = GmiSimulator(clock=gmi_clock)
+    sims.start()
     sims.gmi.add_account(GMI_KEY)
     sims.gmi.set_limits(GMI_KEY, per_minute=per_minute, per_day=10**7, uploads_per_hour=10**7)
     sims.billomat.add_tenant(BILLOMAT_ID, BILLOMAT_KEY, limit=billomat_limit)
     return sims
+
+
+class SqlCounter:
+    """What an engine does: DB-API connections opened, pool checkouts, transactions, statements.
+
+    Listens to SQLAlchemy's public events.  Not counted: the product's SQLite PRAGMAs on every
+    new connection (3, run on the raw connection) and PostgreSQL's ``pool_pre_ping`` (one
+    ``SELECT 1`` round trip per checkout).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connects = 0
+        self.checkouts = 0
+        self.transactions = 0
+        self.statements = 0
+        self.verbs: dict[str, int] = {}
+        event.listen(engine, "connect", self._on_connect)
+        event.listen(engine, "checkout", self._on_checkout)
+        event.listen(engine, "begin", self._on_begin)
+        event.listen(engine, "before_cursor_execute", self._on_execute)
+
+    def _on_connect(self, *_: Any) -> None:
+        self.connects += 1
+
+    def _on_checkout(self, *_: Any) -> None:
+        self.checkouts += 1
+
+    def _on_begin(self, *_: Any) -> None:
+        self.transactions += 1
+
+    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.statements += 1
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+        self.verbs[verb] = self.verbs.get(verb, 0) + 1
+
+    def reset(self) -> None:
+        self.connects = self.checkouts = self.transactions = self.statements = 0
+        self.verbs = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "connects": self.connects,
+            "checkouts": self.checkouts,
+            "transactions": self.transactions,
+            "statements": self.statements,
+            "verbs": dict(sorted(self.verbs.items())),
+        }
+
+    def close(self) -> None:
+        event.remove(self.engine, "connect", self._on_connect)
+        event.remove(self.engine, "checkout", self._on_checkout)
+        event.remove(self.engine, "begin", self._on_begin)
+        event.remove(self.engine, "before_cursor_execute", self._on_execute)
+
+
+# ---------------------------------------------------------------------------------------------
+# child processes
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a finished child process used.
+
+    ``cpu_s`` comes from ``wait4``. ``peak_rss_kib`` is the largest ``VmHWM`` read from
+    ``/proc/<pid>/status`` while the child ran (0 if never read): ``wait4``'s ``ru_maxrss`` is
+    no use here, because Linux carries the parent's high-water mark over fork and exec.
+    """
+
+    cpu_s: float
+    peak_rss_kib: int
+    exit_code: int
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """The process's peak resident set size so far, 0 when it cannot be read (exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def reap(process: subprocess.Popen[bytes], timeout: float) -> Usage | None:
+    """Wait for ``process`` (SIGKILL after ``timeout``) and return its resource usage.
+
+    None when something else already reaped it (``Popen.poll()`` does that for an early exit).
+    """
+    deadline = time.monotonic() + timeout
+    killed = False
+    peak = 0
+    while True:
+        peak = max(peak, vm_hwm_kib(process.pid))
+        try:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return Usage(usage.ru_utime + usage.ru_stime, peak, process.returncode)
+        if time.monotonic() > deadline:
+            if killed:
+                raise RuntimeError(f"process {process.pid} survived SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            killed = True
+            deadline = time.monotonic() + 10
+        time.sleep(0.02)
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process so far: the in-process simulators plus the benchmark driver."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+SERVICES = {"beam.smp": "rabbitmq", "postgres": "postgresql"}
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def service_cpu() -> dict[str, dict[int, float]]:
+    """CPU seconds so far of every RabbitMQ and PostgreSQL process, by service and pid."""
+    found: dict[str, dict[int, float]] = {name: {} for name in SERVICES.values()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        service = SERVICES.get(comm)
+        if service is None:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        found[service][int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return found
+
+
+def service_cpu_delta(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds each service spent in between (processes that ended meanwhile are missed).
+
+    Machine-wide: other people's tests using the same RabbitMQ or PostgreSQL are included.
+    """
+    return {
+        service: sum(t - before.get(service, {}).get(pid, 0.0) for pid, t in pids.items())
+        for service, pids in after.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +582,8 @@ class Run:
         self.box = SecretBox(self.settings.secret_key.get_secret_value())
         self.accounts = AccountService(self.db, lambda: self.box)
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.names: dict[int, str] = {}
+        self.usage: dict[str, Usage] = {}
         self._logs: list[Any] = []
 
     def __enter__(self) -> Run:
@@ -439,27 +644,25 @@ class Run:
             stderr=subprocess.STDOUT,
         )
         self.processes.append(process)
+        self.names[process.pid] = log_name.removesuffix(".log")
         return process
 
     def log_text(self, log_name: str) -> str:
         path = self.dir / log_name
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def produce_once(self) -> tuple[float, str]:
+    def produce_once(self, timeout: float = 600.0) -> tuple[float, str]:
         """``belegsync produce --once`` as a child process: (seconds, its output)."""
         started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "produce", "--once"],
-            env=self.env(),
-            cwd=REPO,
-            capture_output=True,
-            timeout=600,
-            check=False,
-        )
+        process = self.spawn("produce", "--once", log_name="produce.log")
+        usage = reap(process, timeout)
         seconds = time.perf_counter() - started
-        output = (done.stdout + done.stderr).decode(errors="replace")
-        if done.returncode != 0:
-            raise RuntimeError(f"produce --once failed ({done.returncode}):\n{output[-2000:]}")
+        if usage is not None:
+            self.usage["produce"] = usage
+        self.processes.remove(process)
+        output = self.log_text("produce.log")
+        if process.returncode != 0:
+            raise RuntimeError(f"produce --once failed ({process.returncode}):\n{output[-2000:]}")
         return seconds, output
 
     def wait_for_consumers(self, direction: Direction, count: int, timeout: float = 60.0) -> None:
@@ -492,17 +695,30 @@ class Run:
             time.sleep(every)
         raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}; logs in {self.dir}")
 
+    def wait_for(self, process: subprocess.Popen[bytes], timeout: float) -> Usage:
+        """Wait until a child exits by itself (SIGKILL after ``timeout``); its usage."""
+        usage = reap(process, timeout)
+        self.processes.remove(process)
+        if usage is None:
+            raise RuntimeError(f"child {process.pid} was reaped elsewhere; logs in {self.dir}")
+        self.usage[self.names[process.pid]] = usage
+        return usage
+
     def stop_processes(self, timeout: float = 30.0) -> None:
-        """SIGTERM (a consumer finishes the message in hand), then SIGKILL after ``timeout``."""
+        """SIGTERM (a consumer finishes the message in hand), then SIGKILL after ``timeout``.
+
+        Each child's resource usage lands in ``usage`` under its log name without ``.log``.
+        """
         for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            # Not Popen.send_signal: its poll() would reap the child and lose its usage.
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
         for process in self.processes:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            usage = reap(process, timeout)
+            if usage is not None:
+                self.usage[self.names[process.pid]] = usage
+        self.processes.clear()
 
     def close(self) -> None:
         self.stop_processes()

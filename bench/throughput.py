@@ -1,4 +1,4 @@
-"""End-to-end throughput of one direction, shared by ``export_throughput`` and ``import_throughput``.
+"""End-to-end throughput of one direction; ``export_throughput`` and ``import_throughput`` run it.
 
 One run: N documents seeded in the source simulator (quotas raised so no limit is hit), a fresh
 ledger and queue prefix, K ``belegsync consume`` processes started and attached to the work queue,
@@ -39,15 +39,20 @@ from bench.harness import (
     db_argument,
     emit_json,
     load_average,
+    own_cpu_seconds,
     percentile,
     print_table,
     progress,
     require_services,
+    service_cpu,
+    service_cpu_delta,
     simulators,
 )
 from shared.db import Document
 from shared.domain import Direction, DocState
 from simulators import Simulators
+
+CPU_USERS = ("consumers", "producer", "simulators", "rabbitmq", "postgresql")
 
 
 @dataclass
@@ -65,6 +70,7 @@ class RunResult:
     billomat_calls: dict[str, int]
     rate_limited: int
     load_at_start: float
+    cpu_s: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -76,6 +82,9 @@ class RunResult:
         if self.landing_window_s <= 0:
             return float("nan")
         return (self.documents - 1) / self.landing_window_s
+
+    def cpu_ms_per_doc(self, who: str) -> float:
+        return self.cpu_s.get(who, float("nan")) * 1000 / self.documents
 
     def calls_per_doc(self, side: str) -> float:
         calls = self.gmi_calls if side == "gmi" else self.billomat_calls
@@ -129,13 +138,20 @@ def one_run(
             with watcher.connect() as conn:
                 return int(conn.execute(synced_query).scalar_one())
 
+        services_before = service_cpu()
+        own_before = own_cpu_seconds()
         started = time.perf_counter()
         produce_s, _ = run.produce_once()
         run.wait_until(
             lambda: synced() >= n, timeout=timeout, what=f"{n} synced documents", every=0.05
         )
         total_s = time.perf_counter() - started
+        cpu = service_cpu_delta(services_before, service_cpu())
+        cpu["simulators"] = own_cpu_seconds() - own_before
         run.stop_processes()
+        cpu["producer"] = run.usage["produce"].cpu_s
+        # Includes each consumer's start-up (~0.5 s of imports), before the clock started.
+        cpu["consumers"] = sum(u.cpu_s for name, u in run.usage.items() if name != "produce")
 
         with watcher.connect() as conn:
             rows = conn.execute(
@@ -167,6 +183,7 @@ def one_run(
             billomat_calls=sims.billomat.request_counts(BILLOMAT_ID),
             rate_limited=limited,
             load_at_start=load,
+            cpu_s=cpu,
             problems=problems,
         )
 
@@ -221,6 +238,10 @@ def main(direction: Direction, doc: str | None) -> None:
                     "latency_p95_s": asdict(Spread.of([r.latency_p95_s for r in runs])),
                     "gmi_calls_per_doc": runs[0].calls_per_doc("gmi"),
                     "billomat_calls_per_doc": runs[0].calls_per_doc("billomat"),
+                    "cpu_ms_per_doc": {
+                        who: statistics.median(r.cpu_ms_per_doc(who) for r in runs)
+                        for who in CPU_USERS
+                    },
                 }
             )
         runs_out: list[dict[str, Any]] = [
@@ -274,6 +295,23 @@ def main(direction: Direction, doc: str | None) -> None:
             "check",
         ],
         rows,
+    )
+    print_table(
+        f"{direction.value}: CPU per document in ms (median of runs; rabbitmq/postgresql are "
+        "machine-wide and include other users)",
+        ["db", "N", "K", *CPU_USERS],
+        [
+            [
+                kind,
+                str(n),
+                str(k),
+                *(
+                    Spread.of([r.cpu_ms_per_doc(who) for r in runs]).show("{:.1f}")
+                    for who in CPU_USERS
+                ),
+            ]
+            for (kind, n, k), runs in groups.items()
+        ],
     )
     first = results[0]
     print("\nAPI calls of the first run, by endpoint:")

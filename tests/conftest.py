@@ -59,7 +59,8 @@ class PostgresDatabases:
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
-        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        # pre-ping: the chaos test restarts PostgreSQL under this pool
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         self.run_id = uuid.uuid4().hex[:8]
         self.template: str | None = None
         self.created: list[str] = []

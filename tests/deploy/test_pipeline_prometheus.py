@@ -481,11 +481,7 @@ def _number(sample: dict[str, Any]) -> float:
 
 @pytest.mark.parametrize(
     "query",
-    [
-        pytest.param(q, id=q.source)
-        for q in PANEL_QUERIES
-        if q.source not in EMPTY_PANELS
-    ],
+    [pytest.param(q, id=q.source) for q in PANEL_QUERIES if q.source not in EMPTY_PANELS],
 )
 def test_dashboard_panel_shows_the_values_the_run_produced(run: Run, query: Query) -> None:
     result = run.prom.result(query.expr)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,8 @@ class Pipeline:
             if condition():
                 return
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}")
+        states = Counter(self.states().values())
+        raise AssertionError(f"timed out waiting for {what}; ledger states: {dict(states)}")
 
     def close(self) -> None:
         for process in self.processes:

@@ -293,7 +293,8 @@ def test_a_wrong_api_key_pauses_the_account_and_its_documents_wait(
 
     [status] = pipeline.overview()
     assert status["enabled"] is False
-    assert "paused" in status["attention"] and "401" in status["attention"]
+    assert "paused" in status["attention"]
+    assert "401" in status["attention"]
     assert pipeline.states() == {str(uid): "held"}
     assert inbox_count(sims) == 0
 
