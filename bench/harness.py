@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from shared import bootstrap, migrations
 from shared.accounts import AccountChanges, AccountService
@@ -314,10 +315,20 @@ class ScratchDatabases:
     def _pg_url(self, name: str) -> str:
         return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
-    def _execute(self, sql: str) -> None:
+    def _execute(self, sql: str, *, retry_for: float = 0.0) -> None:
+        """Run one admin statement; keep trying for ``retry_for`` seconds while PostgreSQL is
+        away (other people's recovery tests restart it)."""
         assert self._admin is not None
-        with self._admin.connect() as conn:
-            conn.execute(text(sql))
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                with self._admin.connect() as conn:
+                    conn.execute(text(sql))
+                return
+            except OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
 
     def _template_name(self) -> str:
         if self._template is None:
@@ -357,14 +368,20 @@ class ScratchDatabases:
                 self._created.remove(database)
             return
         name = make_url(url).database or ""
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', retry_for=90)
         if name in self._created:
             self._created.remove(name)
 
     def close(self) -> None:
         if self._admin is not None:
             for name in reversed(self._created):
-                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                try:
+                    self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', retry_for=90)
+                except OperationalError as e:
+                    progress(
+                        f"WARNING: could not drop scratch database {name} ({_first_line(e)}); "
+                        f'drop it by hand: DROP DATABASE "{name}" WITH (FORCE)'
+                    )
             self._admin.dispose()
         self._created.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -518,6 +535,19 @@ SERVICES = {"beam.smp": "rabbitmq", "postgres": "postgresql"}
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat_cpu_seconds(stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds a running process has used so far (0 when it cannot be read)."""
+    try:
+        return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return 0.0
+
+
 def service_cpu() -> dict[str, dict[int, float]]:
     """CPU seconds so far of every RabbitMQ and PostgreSQL process, by service and pid."""
     found: dict[str, dict[int, float]] = {name: {} for name in SERVICES.values()}
@@ -532,8 +562,7 @@ def service_cpu() -> dict[str, dict[int, float]]:
         service = SERVICES.get(comm)
         if service is None:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        found[service][int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICKS
+        found[service][int(entry.name)] = _stat_cpu_seconds(stat)
     return found
 
 
@@ -721,17 +750,32 @@ class Run:
         self.processes.clear()
 
     def close(self) -> None:
-        self.stop_processes()
+        """Clean up as much as possible; a failing step is reported, never raised, so that it
+        cannot hide the error that ended the run."""
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("stop child processes", self.stop_processes),
+            ("close logs", self._close_logs),
+            ("delete the run's queues", self._delete_queues),
+            ("dispose of the engine", self.db.dispose),
+            ("drop the ledger", lambda: self.databases.drop(self.database_url)),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as e:
+                progress(f"WARNING: could not {what}: {_first_line(e)}")
+
+    def _close_logs(self) -> None:
         for log in self._logs:
             log.close()
+
+    def _delete_queues(self) -> None:
         broker = bootstrap.broker(self.settings)
         try:
-            broker.connect(retries=2)
+            broker.connect(retries=10)
             broker.delete_all()
         finally:
             broker.close()
-        self.db.dispose()
-        self.databases.drop(self.database_url)
 
 
 @contextmanager
@@ -743,7 +787,5 @@ def simulators(**limits: Any) -> Iterator[Simulators]:
         sims.stop()
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+def _first_line(error: BaseException) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0][:200]

@@ -119,7 +119,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _make_database_url(
+def make_database_url(
     kind: str,
     *,
     migrated: bool,
@@ -150,7 +150,7 @@ def empty_database_url(
     postgres_databases: PostgresDatabases | None,
     sqlite_template: Path,
 ) -> str:
-    return _make_database_url(
+    return make_database_url(
         db_kind,
         migrated=False,
         tmp_path=tmp_path,
@@ -166,7 +166,7 @@ def database_url(
     postgres_databases: PostgresDatabases | None,
     sqlite_template: Path,
 ) -> Iterator[str]:
-    url = _make_database_url(
+    url = make_database_url(
         db_kind,
         migrated=True,
         tmp_path=tmp_path,

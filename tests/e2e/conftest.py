@@ -24,7 +24,7 @@ from shared.domain import Direction
 from shared.settings import Settings
 from shared.status import documents, overview
 from simulators import Simulators
-from tests.conftest import make_settings
+from tests.conftest import PostgresDatabases, make_database_url, make_settings
 
 GMI_KEY = "gmi-e2e-key-0001"
 BILLOMAT_ID = "acme"
@@ -201,3 +201,34 @@ def pipeline(
     running = Pipeline(settings, sims)
     yield running
     running.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_pipeline(
+    request: pytest.FixtureRequest,
+    sims: Simulators,
+    tmp_path: Path,
+    broker_url: str,
+    postgres_databases: PostgresDatabases | None,
+    sqlite_template: Path,
+) -> Iterator[Pipeline]:
+    """The pipeline on SQLite and on PostgreSQL (advisory locks, a real server)."""
+    url = make_database_url(
+        str(request.param),
+        migrated=True,
+        tmp_path=tmp_path,
+        postgres=postgres_databases,
+        sqlite_template=sqlite_template,
+    )
+    settings = make_settings(
+        url,
+        tmp_path,
+        gmi_base_url=sims.gmi_base_url,
+        billomat_base_url=sims.billomat_url_template,
+        retry_delays="1s,2s,3s",
+    )
+    running = Pipeline(settings, sims)
+    yield running
+    running.close()
+    if request.param == "postgresql" and postgres_databases is not None:
+        postgres_databases.drop(url)

@@ -23,8 +23,9 @@ def inbox_by_marker(sims: Simulators) -> dict[str, list[dict[str, object]]]:
 
 
 def test_every_matching_document_lands_once_with_its_bytes_and_type(
-    pipeline: Pipeline, sims: Simulators
+    any_db_pipeline: Pipeline, sims: Simulators
 ) -> None:
+    pipeline = any_db_pipeline
     gmi = sims.gmi
     invoice = gmi.seed_document(
         GMI_KEY, document_type="INCOMING_INVOICE", document_number="RE-1", tags=["Hosting"],

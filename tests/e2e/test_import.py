@@ -26,8 +26,9 @@ def gmi_by_hash(sims: Simulators) -> dict[str, list[dict[str, object]]]:
 
 
 def test_invoices_credit_notes_and_a_third_kind_land_in_gmi_once_with_type_tags_company(
-    pipeline: Pipeline, sims: Simulators
+    any_db_pipeline: Pipeline, sims: Simulators
 ) -> None:
+    pipeline = any_db_pipeline
     bm = sims.billomat
     invoice = bm.add_document(BILLOMAT_ID, "invoices", status="PAID", total_gross="238.00")
     credit = bm.add_document(BILLOMAT_ID, "credit-notes", status="OPEN")
@@ -121,8 +122,9 @@ def test_upload_to_gmi_that_lost_its_answer_is_recognised_not_repeated(
 
 
 def test_sigkilled_import_consumer_causes_no_duplicate(
-    pipeline: Pipeline, sims: Simulators, tmp_path: Path
+    any_db_pipeline: Pipeline, sims: Simulators, tmp_path: Path
 ) -> None:
+    pipeline = any_db_pipeline
     bid = sims.billomat.add_document(BILLOMAT_ID, "invoices")
     pipeline.add_import(document_kinds=["invoices"])
     pipeline.produce_once()
