@@ -111,7 +111,12 @@ class Producer:
         self._finish(account_id, report, started, interval, retry_at, pause_reason)
         if self.metrics is not None:
             self.metrics.observe_poll(
-                direction.value, report.result, seconds, name, detected=report.detected
+                direction.value,
+                report.result,
+                seconds,
+                name,
+                detected=report.detected,
+                interval_s=interval.total_seconds(),
             )
         log.info(
             "poll %s: %s, %d listed, %d new, %d requeued, %d published, %d API call(s)%s",

@@ -248,6 +248,12 @@ class Metrics:
             ["account"],
             registry=r,
         )
+        self.poll_interval = Gauge(
+            "belegsync_poll_interval_seconds",
+            "Configured poll interval of a sync account (alerts compare poll age with it).",
+            ["account"],
+            registry=r,
+        )
         self.api_requests = Counter(
             "belegsync_api_requests",
             "Calls to the GMI and Billomat APIs, by endpoint template and status class.",
@@ -378,8 +384,11 @@ class Metrics:
         detected: int = 0,
         *,
         now: float | None = None,
+        interval_s: float | None = None,
     ) -> None:
         """Record one poll of one account; an ``ok`` poll stamps the account's last success."""
+        if interval_s is not None:
+            self.poll_interval.labels(account).set(interval_s)
         direction = _check("direction", direction, DIRECTIONS)
         result = _check("result", result, POLL_RESULTS)
         self.polls.labels(direction, result).inc()
@@ -396,7 +405,10 @@ class Metrics:
 
     def forget_account(self, account: str) -> None:
         """Drop an account's series after it was removed, so no alert fires for it forever."""
-        series: list[tuple[Gauge, tuple[str, ...]]] = [(self.last_successful_poll, (account,))]
+        series: list[tuple[Gauge, tuple[str, ...]]] = [
+            (self.last_successful_poll, (account,)),
+            (self.poll_interval, (account,)),
+        ]
         series += [(self.api_quota_remaining, (api, account)) for api in APIS]
         for gauge, labels in series:
             # remove() raises KeyError for a series never observed: nothing to forget then.

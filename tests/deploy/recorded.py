@@ -20,13 +20,19 @@ def record_everything(metrics: Metrics) -> None:
         metrics.observe_processed(direction, "duplicate_avoided", 0.2)
         metrics.observe_processed(direction, "retried", 3.0, error_class="transient")
         metrics.observe_processed(direction, "parked", 0.4, error_class="permanent")
-        metrics.observe_poll(direction, "ok", 0.8, account=f"{direction}-acme", detected=3)
-        metrics.observe_poll(direction, "rate_limited", 0.1, account=f"{direction}-acme")
+        metrics.observe_poll(
+            direction, "ok", 0.8, account=f"{direction}-acme", detected=3, interval_s=900
+        )
+        metrics.observe_poll(
+            direction, "rate_limited", 0.1, account=f"{direction}-acme", interval_s=900
+        )
         metrics.observe_detected(direction, 1)
         with metrics.in_progress(direction):
             pass
     # An account whose last success lies 4,000 s back: the "stale polls" panel shows it.
-    metrics.observe_poll("export", "ok", 0.5, account="stale-gmbh", now=time.time() - 4000)
+    metrics.observe_poll(
+        "export", "ok", 0.5, account="stale-gmbh", now=time.time() - 4000, interval_s=900
+    )
     for api in ("gmi", "billomat"):
         hooks = metrics.api_hooks(f"{api}-account")
         hooks.on_response(api, f"GET /documents/{DOCUMENT_ID}?api_key={FAKE_API_KEY}", 200, 0.3)

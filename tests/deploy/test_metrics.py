@@ -37,6 +37,7 @@ EXPECTED_FAMILIES = {
     "belegsync_poll_seconds": ("histogram", {"direction"}),
     "belegsync_documents_detected": ("counter", {"direction"}),
     "belegsync_last_successful_poll_timestamp_seconds": ("gauge", {"account"}),
+    "belegsync_poll_interval_seconds": ("gauge", {"account"}),
     "belegsync_api_requests": ("counter", {"api", "endpoint", "status_class"}),
     "belegsync_api_request_seconds": ("histogram", {"api"}),
     "belegsync_api_quota_remaining": ("gauge", {"api", "account"}),
@@ -170,7 +171,9 @@ def test_in_progress_gauge_returns_to_zero_even_when_handling_fails(metrics: Met
 
 
 def test_successful_poll_stamps_the_account_and_counts_detected_documents(metrics: Metrics) -> None:
-    metrics.observe_poll("import", "ok", 1.0, account="acme", detected=4, now=1_700_000_000.0)
+    metrics.observe_poll(
+        "import", "ok", 1.0, account="acme", detected=4, now=1_700_000_000.0, interval_s=600
+    )
     metrics.observe_poll("import", "error", 1.0, account="broken")
     text = exposition(metrics)
     assert (
@@ -178,6 +181,7 @@ def test_successful_poll_stamps_the_account_and_counts_detected_documents(metric
         == 1_700_000_000
     )
     assert 'account="broken"' not in text  # a failed poll is no success
+    assert value(text, "belegsync_poll_interval_seconds", account="acme") == 600
     assert value(text, "belegsync_documents_detected_total", direction="import") == 4
     assert value(text, "belegsync_polls_total", direction="import", result="error") == 1
 

@@ -135,7 +135,7 @@ PANEL_DATA: dict[str, list[dict[str, str]]] = {
         {**IMPORT, "result": "rate_limited"},
     ],
     "panel 'Documents detected' A": BOTH_DIRECTIONS,
-    "panel 'Time since last successful poll' A": [
+    "panel 'Poll age in poll intervals' A": [
         {"account": EXPORT_ACCOUNT},
         {"account": IMPORT_ACCOUNT},
     ],

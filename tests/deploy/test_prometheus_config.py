@@ -90,7 +90,10 @@ def test_the_required_conditions_each_have_an_alert() -> None:
     assert "(increase(belegsync_parked_total[30m])) > 0" in expr["BelegsyncDocumentsParked"]
     assert 'belegsync_queue_messages{role="parked"}' in expr["BelegsyncParkedQueueGrowing"]
     assert "belegsync_last_successful_poll_timestamp_seconds" in expr["BelegsyncAccountNotPolled"]
-    assert "> 3 * 900" in expr["BelegsyncAccountNotPolled"]
+    assert (
+        "> 3 * max by (account) (belegsync_poll_interval_seconds)"
+        in expr["BelegsyncAccountNotPolled"]
+    )
     assert "rate(belegsync_rate_limited_total[10m])) > 0" in expr["BelegsyncRateLimitedSustained"]
     assert by_name["BelegsyncRateLimitedSustained"]["for"] == "15m"
     assert 'up{job="belegsync-consumer"}' in expr["BelegsyncNoConsumerRunning"]
