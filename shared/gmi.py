@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from shared.domain import GMI_DOCUMENT_TYPES
 from shared.errors import ConfigurationError
 from shared.http import (
     DEFAULT_TIMEOUT,
@@ -44,24 +45,6 @@ API = "gmi"
 DEFAULT_BASE_URL = "https://api.getmyinvoices.com/accounts/v3"
 MAX_PER_PAGE = 500
 BERLIN = ZoneInfo("Europe/Berlin")
-
-# getmyinvoices.md §5.1; an invalid value is rejected with 422 code 146.
-GMI_DOCUMENT_TYPES: tuple[str, ...] = (
-    "INCOMING_INVOICE",
-    "RECEIPT",
-    "PAYMENT_RECEIPT",
-    "EXPENSE_REIMBURSEMENT",
-    "SALES_INVOICE",
-    "CREDIT_NOTE",
-    "STATEMENT",
-    "DELIVERY_NOTE",
-    "ORDER_CONFIRMATION",
-    "PAYROLL",
-    "COMPANY_REGISTRATION_DOCUMENT",
-    "MISC",
-    "TRAVEL_EXPENSES",
-    "REMINDER",
-)
 
 
 # ---------------------------------------------------------------------------------------------

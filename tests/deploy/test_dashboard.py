@@ -123,7 +123,8 @@ def _all_exprs() -> str:
         # quota per account
         "min by (api, account) (belegsync_api_quota_remaining)",
         # stale accounts
-        "time() - max by (account) (belegsync_last_successful_poll_timestamp_seconds) > 3 * max by (account) (belegsync_poll_interval_seconds)",
+        "time() - max by (account) (belegsync_last_successful_poll_timestamp_seconds)"
+        " > 3 * max by (account) (belegsync_poll_interval_seconds)",
         # consumers up
         'up{job="belegsync-consumer"}',
         # polls by result

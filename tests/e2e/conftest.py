@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,48 +187,55 @@ def _utcnow() -> Any:
     return datetime.now(UTC)
 
 
+PipelineFactory = Callable[..., Pipeline]
+
+
 @pytest.fixture
-def pipeline(
+def pipeline_factory(
     sims: Simulators, sqlite_database_url: str, tmp_path: Path, broker_url: str
-) -> Iterator[Pipeline]:
-    settings = make_settings(
-        sqlite_database_url,
-        tmp_path,
-        gmi_base_url=sims.gmi_base_url,
-        billomat_base_url=sims.billomat_url_template,
-        retry_delays="1s,2s,3s",
-    )
-    running = Pipeline(settings, sims)
-    yield running
-    running.close()
+) -> Iterator[PipelineFactory]:
+    """Pipelines on the simulators with settings of a test's choosing; closed afterwards."""
+    made: list[Pipeline] = []
+
+    def make(database_url: str | None = None, **overrides: Any) -> Pipeline:
+        values: dict[str, Any] = {"retry_delays": "1s,2s,3s"} | overrides
+        settings = make_settings(
+            database_url or sqlite_database_url,
+            tmp_path,
+            gmi_base_url=sims.gmi_base_url,
+            billomat_base_url=sims.billomat_url_template,
+            **values,
+        )
+        made.append(Pipeline(settings, sims))
+        return made[-1]
+
+    yield make
+    for running in made:
+        running.close()
+
+
+@pytest.fixture
+def pipeline(pipeline_factory: PipelineFactory) -> Pipeline:
+    return pipeline_factory()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_db_pipeline(
     request: pytest.FixtureRequest,
-    sims: Simulators,
+    pipeline_factory: PipelineFactory,
     tmp_path: Path,
-    broker_url: str,
     postgres_databases: PostgresDatabases | None,
     sqlite_template: Path,
 ) -> Iterator[Pipeline]:
     """The pipeline on SQLite and on PostgreSQL (advisory locks, a real server)."""
+    (tmp_path / "any").mkdir()
     url = make_database_url(
         str(request.param),
         migrated=True,
-        tmp_path=tmp_path,
+        tmp_path=tmp_path / "any",
         postgres=postgres_databases,
         sqlite_template=sqlite_template,
     )
-    settings = make_settings(
-        url,
-        tmp_path,
-        gmi_base_url=sims.gmi_base_url,
-        billomat_base_url=sims.billomat_url_template,
-        retry_delays="1s,2s,3s",
-    )
-    running = Pipeline(settings, sims)
-    yield running
-    running.close()
+    yield pipeline_factory(url)
     if request.param == "postgresql" and postgres_databases is not None:
         postgres_databases.drop(url)

@@ -19,8 +19,8 @@ import pytest
 from shared.accounts import AccountChanges
 from shared.domain import Direction
 from simulators import Simulators
-from tests.conftest import IN_CI, PostgresDatabases, make_settings, service_missing
-from tests.e2e.conftest import Pipeline
+from tests.conftest import IN_CI, PostgresDatabases, service_missing
+from tests.e2e.conftest import Pipeline, PipelineFactory
 
 pytestmark = pytest.mark.chaos
 
@@ -52,7 +52,9 @@ def postgres_restart() -> None:
 
 @pytest.fixture
 def chaos_pipeline(
-    tmp_path: Path, broker_url: str, postgres_databases: PostgresDatabases | None
+    sims: Simulators,
+    pipeline_factory: PipelineFactory,
+    postgres_databases: PostgresDatabases | None,
 ) -> Iterator[tuple[Pipeline, Simulators]]:
     for tool in ("rabbitmqctl", "pg_ctlcluster"):
         if shutil.which(tool) is None:
@@ -63,23 +65,12 @@ def chaos_pipeline(
         service_missing("PostgreSQL")
         raise AssertionError("unreachable")
     url = postgres_databases.create(migrated=True)
-    with Simulators() as sims:
-        settings = make_settings(
-            url,
-            tmp_path,
-            gmi_base_url=sims.gmi_base_url,
-            billomat_base_url=sims.billomat_url_template,
-            retry_delays="1s,2s,3s",
-            max_attempts=30,
-        )
-        pipeline = Pipeline(settings, sims)
-        try:
-            yield pipeline, sims
-        finally:
-            # whatever happened, leave RabbitMQ running for the rest of the suite
-            subprocess.run(["rabbitmqctl", "-q", "start_app"], timeout=120, check=False)
-            pipeline.close()
-            postgres_databases.drop(url)
+    try:
+        yield pipeline_factory(url, retry_delays="1s,2s,3s", max_attempts=30), sims
+    finally:
+        # whatever happened, leave RabbitMQ running for the rest of the suite
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], timeout=120, check=False)
+        postgres_databases.drop(url)
 
 
 def test_chaos_every_document_lands_exactly_once(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,44 +25,25 @@ from shared.messages import (
 from shared.replay import Replayer, Selection
 from shared.status import documents
 from simulators import Simulators
-from tests.conftest import make_settings
-from tests.e2e.conftest import BILLOMAT_ID, BILLOMAT_KEY, GMI_KEY, Pipeline
+from tests.e2e.conftest import BILLOMAT_ID, BILLOMAT_KEY, GMI_KEY, Pipeline, PipelineFactory
 
 
 @pytest.fixture
-def slow_retry_pipeline(
-    sims: Simulators, sqlite_database_url: str, tmp_path: Path, broker_url: str
-) -> Iterator[Pipeline]:
+def slow_retry_pipeline(pipeline_factory: PipelineFactory) -> Pipeline:
     """Retry tiers of 5 s, so a test can look into the delay queue while a message waits."""
-    settings = make_settings(
-        sqlite_database_url,
-        tmp_path,
-        gmi_base_url=sims.gmi_base_url,
-        billomat_base_url=sims.billomat_url_template,
-        retry_delays="5s,5s",
-        max_attempts=3,
-    )
-    running = Pipeline(settings, sims)
-    yield running
-    running.close()
+    return pipeline_factory(retry_delays="5s,5s", max_attempts=3)
 
 
 @pytest.fixture
-def short_pipeline(
-    sims: Simulators, sqlite_database_url: str, tmp_path: Path, broker_url: str
-) -> Iterator[Pipeline]:
+def short_pipeline(pipeline_factory: PipelineFactory) -> Pipeline:
     """Retry tiers of 1 s and 3 attempts: a transient failure is parked within seconds."""
-    settings = make_settings(
-        sqlite_database_url,
-        tmp_path,
-        gmi_base_url=sims.gmi_base_url,
-        billomat_base_url=sims.billomat_url_template,
-        retry_delays="1s",
-        max_attempts=3,
-    )
-    running = Pipeline(settings, sims)
-    yield running
-    running.close()
+    return pipeline_factory(retry_delays="1s", max_attempts=3)
+
+
+@pytest.fixture
+def no_retry_pipeline(pipeline_factory: PipelineFactory) -> Pipeline:
+    """One attempt only: any counted failure parks at once."""
+    return pipeline_factory(retry_delays="1s,2s", max_attempts=1)
 
 
 def broker_for(pipeline: Pipeline) -> Broker:
@@ -232,24 +212,6 @@ def test_replay_rebuilds_a_message_that_is_gone_and_skips_what_was_synced_since(
     finally:
         broker.close()
     assert inbox_count(sims) == 1
-
-
-@pytest.fixture
-def no_retry_pipeline(
-    sims: Simulators, sqlite_database_url: str, tmp_path: Path, broker_url: str
-) -> Iterator[Pipeline]:
-    """One attempt only: any counted failure parks at once."""
-    settings = make_settings(
-        sqlite_database_url,
-        tmp_path,
-        gmi_base_url=sims.gmi_base_url,
-        billomat_base_url=sims.billomat_url_template,
-        retry_delays="1s,2s",
-        max_attempts=1,
-    )
-    running = Pipeline(settings, sims)
-    yield running
-    running.close()
 
 
 def test_a_rate_limit_means_waiting_for_the_window_not_a_failed_attempt(
