@@ -108,7 +108,9 @@ class Consumer:
         while not self.stop.is_set():
             try:
                 if not self.broker.ping():
-                    self.broker.connect(retries=None, on_retry=lambda m: log.warning("%s", m))
+                    self.broker.connect(
+                        retries=None, on_retry=lambda m: log.warning("%s", m), stop=self.stop
+                    )
                 with self.broker.consuming(queues, self._on_message, prefetch=prefetch):
                     while not self.stop.is_set():
                         if self.broker.drain(timeout=1.0):

@@ -79,13 +79,17 @@ class Producer:
             name, direction = account.name, Direction(account.direction)
             interval = timedelta(seconds=account.interval_seconds)
             credentials = self.accounts.credentials(account)
-            clients = self.clients.for_account(account, credentials)
         report = PollReport(name, direction)
         started = _now()
         clock = time.monotonic()
         retry_at: datetime | None = None
         pause_reason: str | None = None
+        clients: AccountClients | None = None
         try:
+            with self.db.session() as session:
+                account = session.get(SyncAccount, account_id)
+                assert account is not None
+                clients = self.clients.for_account(account, credentials)
             self._check_quota(direction, clients)
             self.pollers[direction].poll(account_id, clients, report)
         except RateLimitedError as e:
@@ -93,7 +97,7 @@ class Producer:
             report.result = "skipped_quota" if e.status is None else "rate_limited"
             report.error = str(e)
             retry_at = e.reset_at
-            if e.status is not None:
+            if e.status is not None and clients is not None:
                 self.quota.block(e.api, self._scope(e.api, clients), e.reset_at, str(e))
         except ConfigurationError as e:
             report.result = "error"
@@ -246,7 +250,7 @@ class Producer:
 
     def _ensure_broker(self, stop: threading.Event) -> None:
         if not self.broker.ping():
-            self.broker.connect(retries=None, on_retry=lambda m: log.warning("%s", m))
+            self.broker.connect(retries=None, on_retry=lambda m: log.warning("%s", m), stop=stop)
 
     def refresh_queue_depths(self) -> None:
         if self.metrics is None:

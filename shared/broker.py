@@ -212,9 +212,13 @@ class Broker:
     # -- connection ----------------------------------------------------------------------------
 
     def connect(
-        self, *, retries: int | None = 0, on_retry: Callable[[str], None] | None = None
+        self,
+        *,
+        retries: int | None = 0,
+        on_retry: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
-        """Connect and declare the topology; ``retries=None`` keeps trying forever."""
+        """Connect and declare the topology; ``retries=None`` keeps trying (until ``stop``)."""
         attempt = 0
         while True:
             try:
@@ -244,7 +248,12 @@ class Broker:
                 delay = min(30.0, 0.5 * 2 ** min(attempt, 6))
                 if on_retry:
                     on_retry(f"RabbitMQ unreachable ({_reason(e)}); retrying in {delay:.0f}s")
-                time.sleep(delay)
+                if stop is not None and stop.wait(delay):
+                    raise BrokerUnavailableError(
+                        f"stopped while waiting for RabbitMQ at {self.safe_url}"
+                    ) from e
+                if stop is None:
+                    time.sleep(delay)
 
     @property
     def connection(self) -> Connection:

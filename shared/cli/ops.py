@@ -96,7 +96,11 @@ def produce(
     with observed(app, "producer", 0 if once else metrics_port, checks) as metrics:
         producer = bootstrap.build_producer(app.settings, db, box, metrics)
         holder["producer"] = producer
-        producer.broker.connect(retries=None if not once else 2)
+        stop = threading.Event()
+        stop_on_signals(stop)
+        producer.broker.connect(
+            retries=None if not once else 2, on_retry=lambda m: log.warning("%s", m), stop=stop
+        )
         try:
             if once:
                 failed = 0
@@ -115,8 +119,6 @@ def produce(
                 if failed:
                     raise click.exceptions.Exit(1)
                 return
-            stop = threading.Event()
-            stop_on_signals(stop)
             log.info("producer running; Ctrl-C stops it")
             producer.run(stop)
         finally:
@@ -152,7 +154,9 @@ def consume(app: App, /, direction: str, idle_exit: float | None, metrics_port: 
         holder["consumer"] = consumer
         consumer.install_signal_handlers()
         try:
-            consumer.broker.connect(retries=None, on_retry=lambda m: log.warning("%s", m))
+            consumer.broker.connect(
+                retries=None, on_retry=lambda m: log.warning("%s", m), stop=consumer.stop
+            )
             log.info("consumer running on %s", ", ".join(d.value for d in directions))
             consumer.run(directions, prefetch=app.settings.prefetch, idle_exit=idle_exit)
             log.info("consumer stopped after %d message(s)", consumer.handled)
