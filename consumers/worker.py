@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,12 +99,10 @@ class Consumer:
         *,
         prefetch: int = 1,
         idle_exit: float | None = None,
-        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         """Consume until ``stop`` is set, or until ``idle_exit`` seconds passed without work."""
         queues = [self.broker.topology.work_queue(d) for d in directions]
         last_work = time.monotonic()
-        self._on_outcome = on_outcome
         while not self.stop.is_set():
             try:
                 if not self.broker.ping():
@@ -269,9 +267,6 @@ class Consumer:
             duration_s=seconds,
             error=error,
         )
-        callback = getattr(self, "_on_outcome", None)
-        if callback is not None:
-            callback(outcome)
 
     def _failed(
         self,
