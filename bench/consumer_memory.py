@@ -2,7 +2,7 @@
 
 Per run: M documents (default 3) of a given size are seeded in the source simulator, one
 ``belegsync produce --once`` publishes them, then one ``belegsync consume --direction <d>
---idle-exit 1.5`` process moves them and exits. Its peak resident set size is the last
+--idle-exit 1`` process moves them and exits. Its peak resident set size is the last
 ``VmHWM`` read from ``/proc/<pid>/status`` (sampled every 20 ms while it runs; ``wait4``'s
 ``ru_maxrss`` would include this process's size, which Linux carries over fork and exec). Rows:
 
@@ -75,7 +75,7 @@ def one_run(
         if count:
             run.produce_once()
         consumer = run.spawn(
-            "consume", "--direction", direction.value, "--idle-exit", "1.5", log_name="consumer.log"
+            "consume", "--direction", direction.value, "--idle-exit", "1", log_name="consumer.log"
         )
         usage = run.wait_for(consumer, timeout=300)
         with run.db.session() as session:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared import bootstrap, migrations
 from shared.accounts import AccountChanges, AccountService
+from shared.broker import Broker
 from shared.crypto import SecretBox, generate_key
 from shared.db import Database
 from shared.domain import Direction
@@ -155,7 +156,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Spread:
-    """Median of repeated runs with their range; ``pct`` is (max - min) / median in %."""
+    """Median of repeated runs with their range (min, max)."""
 
     median: float
     low: float
@@ -167,12 +168,6 @@ class Spread:
         if not values:
             return cls(math.nan, math.nan, math.nan, 0)
         return cls(statistics.median(values), min(values), max(values), len(values))
-
-    @property
-    def pct(self) -> float:
-        if not self.median or math.isnan(self.median):
-            return math.nan
-        return (self.high - self.low) / abs(self.median) * 100
 
     def show(self, fmt: str = "{:.1f}") -> str:
         if self.n == 0:
@@ -395,6 +390,17 @@ class ShiftedClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+def purge_work_queues(broker: Broker, directions: Sequence[Direction] = tuple(Direction)) -> None:
+    """Drop every message waiting in these work queues (between runs of one benchmark)."""
+    with broker.lock:
+        channel = broker.connection.channel()  # type: ignore[no-untyped-call]  # kombu
+        try:
+            for direction in directions:
+                channel.queue_purge(broker.topology.work_queue_name(direction))
+        finally:
+            channel.close()
 
 
 def start_simulators(
@@ -781,8 +787,9 @@ class Run:
 
 
 @contextmanager
-def simulators(**limits: Any) -> Iterator[Simulators]:
-    sims = start_simulators(**limits)
+def simulators(**options: Any) -> Iterator[Simulators]:
+    """``start_simulators(**options)`` for the length of a ``with`` block."""
+    sims = start_simulators(**options)
     try:
         yield sims
     finally:

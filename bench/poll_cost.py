@@ -52,13 +52,14 @@ from bench.harness import (
     percentile,
     print_table,
     progress,
+    purge_work_queues,
     require_services,
     simulators,
 )
 from producers.scheduler import Producer
 from shared import bootstrap
 from shared.db import Document, PollState
-from shared.domain import Direction, DocState
+from shared.domain import DocState
 from simulators import Simulators
 
 
@@ -115,17 +116,6 @@ def one_poll(
     }
 
 
-def purge_work_queues(producer: Producer) -> None:
-    broker = producer.broker
-    with broker.lock:
-        channel = broker.connection.channel()
-        try:
-            for direction in Direction:
-                channel.queue_purge(broker.topology.work_queue_name(direction))
-        finally:
-            channel.close()
-
-
 def measure(kind: str, known: int, polls: int) -> list[dict[str, Any]]:
     clock = ShiftedClock()
     rows: list[dict[str, Any]] = []
@@ -146,7 +136,7 @@ def measure(kind: str, known: int, polls: int) -> list[dict[str, Any]]:
                 first = one_poll(producer, sims, counter, account_id)
                 rows.append({"scenario": f"{label} first poll", "db": kind, **first})
             mark_all_synced(run)
-            purge_work_queues(producer)
+            purge_work_queues(producer.broker)
             scenarios = (
                 ("export idle", export_id, False),
                 ("export re-list", export_id, True),

@@ -35,12 +35,12 @@ from bench.harness import (
     load_average,
     print_table,
     progress,
+    purge_work_queues,
     require_services,
     simulators,
 )
 from producers.outbox import BATCH, Outbox, message_for
 from shared import bootstrap
-from shared.broker import Broker
 from shared.db import Document, SyncAccount
 from shared.domain import Direction, DocState
 from shared.messages import ATTEMPT_HEADER
@@ -76,15 +76,6 @@ def mark_unpublished(run: Run, account_id: int) -> None:
         )
 
 
-def purge(broker: Broker, direction: Direction) -> None:
-    with broker.lock:
-        channel = broker.connection.channel()
-        try:
-            channel.queue_purge(broker.topology.work_queue_name(direction))
-        finally:
-            channel.close()
-
-
 def sample_body(run: Run, account_id: int) -> bytes:
     with run.db.session() as session:
         account = session.get(SyncAccount, account_id)
@@ -109,7 +100,7 @@ def measure(kind: str, rows: int, repeat: int) -> list[dict[str, Any]]:
                 progress(f"publish: {kind}, {rows} rows, run {attempt + 1}/{repeat}")
                 load = load_average()
                 mark_unpublished(run, account_id)
-                purge(broker, Direction.EXPORT)
+                purge_work_queues(broker, [Direction.EXPORT])
                 counter.reset()
                 started = time.perf_counter()
                 published = outbox.flush(account_id)
@@ -118,7 +109,7 @@ def measure(kind: str, rows: int, repeat: int) -> list[dict[str, Any]]:
                 if published != rows:
                     raise RuntimeError(f"flush published {published} of {rows} rows")
 
-                purge(broker, Direction.EXPORT)
+                purge_work_queues(broker, [Direction.EXPORT])
                 started = time.perf_counter()
                 for i in range(rows):
                     broker.publish_work(
@@ -145,7 +136,7 @@ def measure(kind: str, rows: int, repeat: int) -> list[dict[str, Any]]:
                 )
         finally:
             counter.close()
-            purge(broker, Direction.EXPORT)
+            purge_work_queues(broker, [Direction.EXPORT])
             broker.close()
     return results
 

@@ -11,9 +11,11 @@ on a keep-alive ``requests.Session`` for a few seconds. Scenarios:
   the file back, as Billomat's does.
 
 Each upload is deleted again right away (not timed) so memory stays flat; only the timed
-requests count. Reported: requests/s over all workers, latency p50/p95, and the simulator's CPU
-per request (this process's CPU time over the window / requests) — compare that with the
-consumers' CPU per document in ``export_throughput``/``import_throughput``.
+requests count. The workers are started once per row and run ``--repeat`` windows one after
+another. Reported: requests/s over all workers, latency p50/p95, and the simulator's CPU per
+timed request (this process's CPU time over the window / timed requests; for uploads the
+delete that follows each is included) — compare that with the consumers' CPU per document in
+``export_throughput``/``import_throughput``.
 
     .venv/bin/python -m bench.sim_capacity [--workers 1 2] [--seconds 3] [--repeat 3] [--json]
 """
@@ -68,8 +70,8 @@ def _upload_body(job: Job) -> str:
     return base64.b64encode(pdf).decode("ascii")
 
 
-def work(job: Job, ready: Any, go: Event, results: Any) -> None:
-    """One load-generating process: requests back to back until the time is up."""
+def work(job: Job, ready: Any, windows: list[Event], results: Any) -> None:
+    """One load-generating process: for each window, requests back to back until time is up."""
     session = requests.Session()
     gmi_headers = {"X-API-KEY": GMI_KEY, "Content-Type": "application/json"}
     bm_headers = {
@@ -139,13 +141,14 @@ def work(job: Job, ready: Any, go: Event, results: Any) -> None:
 
     try:
         once()  # warm the connection; not counted
-        latencies: list[float] = []
-        ready.put(job.worker)
-        go.wait()
-        end = time.perf_counter() + job.seconds
-        while time.perf_counter() < end:
-            latencies.append(once())
-        results.put(latencies)
+        for go in windows:
+            latencies: list[float] = []
+            ready.put(job.worker)
+            go.wait()
+            end = time.perf_counter() + job.seconds
+            while time.perf_counter() < end:
+                latencies.append(once())
+            results.put(latencies)
     except Exception as e:  # the parent reports it and stops
         ready.put(job.worker)
         results.put(f"worker {job.worker}: {e!r}")
@@ -153,13 +156,15 @@ def work(job: Job, ready: Any, go: Event, results: Any) -> None:
         session.close()
 
 
-def one_run(scenario: str, workers: int, seconds: float) -> dict[str, Any]:
+def run_windows(scenario: str, workers: int, seconds: float, repeat: int) -> list[dict[str, Any]]:
+    """Start the workers once, then measure ``repeat`` load windows one after another."""
+    rows: list[dict[str, Any]] = []
     with simulators() as sims:
         uid = sims.gmi.seed_document(GMI_KEY, document_number="CAP-1")
         invoice = sims.billomat.add_document(BILLOMAT_ID, "invoices", number="CAP-1")
         ctx = multiprocessing.get_context("spawn")
         ready, results = ctx.Queue(), ctx.Queue()
-        go = ctx.Event()
+        windows = [ctx.Event() for _ in range(repeat)]
         jobs = [
             Job(
                 scenario,
@@ -172,37 +177,44 @@ def one_run(scenario: str, workers: int, seconds: float) -> dict[str, Any]:
             )
             for i in range(workers)
         ]
-        processes = [ctx.Process(target=work, args=(job, ready, go, results)) for job in jobs]
+        processes = [ctx.Process(target=work, args=(job, ready, windows, results)) for job in jobs]
         for process in processes:
             process.start()
-        for _ in processes:
-            ready.get(timeout=60)
-        load = load_average()
-        cpu_before = own_cpu_seconds()
-        started = time.perf_counter()
-        go.set()
-        latencies: list[float] = []
-        for _ in processes:
-            answer = results.get(timeout=seconds + 120)
-            if isinstance(answer, str):
-                raise RuntimeError(answer)
-            latencies.extend(answer)
-        window = time.perf_counter() - started
-        cpu = own_cpu_seconds() - cpu_before
-        for process in processes:
-            process.join(30)
-    count = len(latencies)
-    return {
-        "scenario": scenario,
-        "workers": workers,
-        "requests": count,
-        "window_s": window,
-        "per_s": count / seconds,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p95_ms": percentile(latencies, 95) * 1000,
-        "sim_cpu_ms_per_request": cpu * 1000 / count if count else float("nan"),
-        "load_at_start": load,
-    }
+        try:
+            for attempt, go in enumerate(windows):
+                progress(f"capacity: {scenario}, {workers} worker(s), run {attempt + 1}/{repeat}")
+                for _ in processes:
+                    ready.get(timeout=60)
+                load = load_average()
+                cpu_before = own_cpu_seconds()
+                go.set()
+                latencies: list[float] = []
+                for _ in processes:
+                    answer = results.get(timeout=seconds + 120)
+                    if isinstance(answer, str):
+                        raise RuntimeError(answer)
+                    latencies.extend(answer)
+                cpu = own_cpu_seconds() - cpu_before
+                count = len(latencies)
+                rows.append(
+                    {
+                        "scenario": scenario,
+                        "workers": workers,
+                        "requests": count,
+                        "per_s": count / seconds,
+                        "p50_ms": percentile(latencies, 50) * 1000,
+                        "p95_ms": percentile(latencies, 95) * 1000,
+                        "sim_cpu_ms_per_request": cpu * 1000 / count if count else float("nan"),
+                        "load_at_start": load,
+                    }
+                )
+        finally:
+            for process in processes:
+                process.join(30)
+                if process.is_alive():
+                    process.kill()
+                    process.join(10)
+    return rows
 
 
 def main() -> None:
@@ -222,9 +234,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     for scenario in args.scenarios:
         for workers in args.workers:
-            for attempt in range(args.repeat):
-                progress(f"capacity: {scenario}, {workers} worker(s), run {attempt + 1}")
-                results.append(one_run(scenario, workers, args.seconds))
+            results.extend(run_windows(scenario, workers, args.seconds, args.repeat))
     note.finish()
 
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}

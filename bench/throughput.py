@@ -203,7 +203,7 @@ def main(direction: Direction, doc: str | None) -> None:
         description=(doc or "").split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--documents", type=int, nargs="+", default=[150], help="N per run")
+    parser.add_argument("--documents", type=int, nargs="+", default=[120], help="N per run")
     parser.add_argument(
         "--consumers", type=int, nargs="+", default=[1, 2, 4], help="K consumer processes"
     )

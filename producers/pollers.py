@@ -143,8 +143,9 @@ class ExportPoller:
                     continue
                 if row is None:
                     ledger.insert_detected(
-                        session, account, detected, DocState.PENDING, "detected in GMI"
-                    )
+                        session, account, detected, DocState.PENDING, "detected in GMI",
+                        looked_up=True,
+                    )  # fmt: skip
                     report.new += 1
                     continue
                 ledger.refresh_details(row, detected)
@@ -268,6 +269,7 @@ class ImportPoller:
                         "a draft in Billomat; imported once finished"
                         if draft
                         else "detected in Billomat",
+                        looked_up=True,
                     )
                     row.details = _details(doc)
                     if not draft:

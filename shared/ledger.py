@@ -106,11 +106,18 @@ def insert_detected(
     detected: Detected,
     state: DocState,
     reason: str,
+    *,
+    looked_up: bool = False,
 ) -> tuple[Document, bool]:
-    """Insert a ledger row unless it exists; (row, created).  Safe against a racing insert."""
-    existing = find(session, account.id, detected.source_kind, detected.source_id)
-    if existing is not None:
-        return existing, False
+    """Insert a ledger row unless it exists; (row, created).  Safe against a racing insert.
+
+    ``looked_up``: the caller has just found no row (e.g. with ``find_many``), so skip the
+    lookup; a row inserted meanwhile by someone else is still caught by the constraint.
+    """
+    if not looked_up:
+        existing = find(session, account.id, detected.source_kind, detected.source_id)
+        if existing is not None:
+            return existing, False
     doc = Document(
         account_id=account.id,
         source_system=source_system_for(Direction(account.direction)),

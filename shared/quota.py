@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from shared.db import ApiQuota, Database
 from shared.errors import RateLimitedError
@@ -26,6 +27,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# Our clock and Billomat's may differ a little: a window counts as over only this long after
+# the reset time Billomat announced.
+WINDOW_SLACK = timedelta(seconds=2)
+
+
 class QuotaBook:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -34,39 +40,50 @@ class QuotaBook:
         with self._db.session() as session:
             return session.get(ApiQuota, (api, scope))
 
-    def _ensure(self, api: str, scope: str) -> None:
-        with self._db.session() as session:
-            if session.get(ApiQuota, (api, scope)) is not None:
-                return
-            try:
-                with session.begin_nested():
-                    session.add(ApiQuota(api=api, scope=scope, updated_at=_now()))
-            except IntegrityError:
-                pass  # another process created it meanwhile
+    @staticmethod
+    def _get_or_create(session: Session, api: str, scope: str) -> ApiQuota:
+        row = session.get(ApiQuota, (api, scope))
+        if row is not None:
+            return row
+        try:
+            with session.begin_nested():
+                session.add(ApiQuota(api=api, scope=scope, updated_at=_now()))
+        except IntegrityError:
+            pass  # another process created it meanwhile
+        row = session.get(ApiQuota, (api, scope))
+        assert row is not None
+        return row
+
+    @staticmethod
+    def _refusal(api: str, row: ApiQuota | None) -> RateLimitedError | None:
+        if row is not None and row.blocked_until is not None and row.blocked_until > _now():
+            return RateLimitedError(
+                row.reason or "quota used up", api=api, reset_at=row.blocked_until
+            )
+        return None
 
     def check(self, api: str, scope: str) -> None:
         """Raise RateLimitedError while a refusal's wait is running."""
-        row = self._row(api, scope)
-        if row is not None and row.blocked_until is not None and row.blocked_until > _now():
-            raise RateLimitedError(
-                row.reason or "quota used up", api=api, reset_at=row.blocked_until
-            )
+        refusal = self._refusal(api, self._row(api, scope))
+        if refusal is not None:
+            raise refusal
 
     def reserve(self, api: str, scope: str, calls: int = 1, *, keep: int = 0) -> None:
         """Take ``calls`` from the known remaining quota, leaving ``keep`` for others.
 
-        Raises RateLimitedError (with the reset time) when the window has too few left.  An
-        unknown quota (no answer seen yet in this window) is not limited: the next answer
-        tells.
+        Raises RateLimitedError (with the reset time) when the window has too few left, or
+        while a refusal's wait is running.  An unknown quota (no answer seen yet in this
+        window) is not limited: the next answer tells.  One transaction.
         """
-        self.check(api, scope)
-        self._ensure(api, scope)
         now = _now()
         with self._db.session() as session:
             row = session.get(ApiQuota, (api, scope))
+            refusal = self._refusal(api, row)
+            if refusal is not None:
+                raise refusal
             if row is None or row.remaining is None or row.reset_at is None:
                 return
-            if row.reset_at <= now:
+            if row.reset_at + WINDOW_SLACK <= now:
                 # A new window began; its size is unknown until the next answer.
                 row.remaining = None
                 return
@@ -85,17 +102,14 @@ class QuotaBook:
         raise RateLimitedError(
             f"{api} quota for this window is used up (keeping {keep} in reserve)",
             api=api,
-            reset_at=reset_at + timedelta(seconds=1),
+            reset_at=reset_at + WINDOW_SLACK,
         )
 
     def record(self, api: str, scope: str, remaining: int, reset_at: datetime) -> None:
         """What the API said after a call.  Never raises: bookkeeping must not fail a call."""
         try:
-            self._ensure(api, scope)
             with self._db.session() as session:
-                row = session.get(ApiQuota, (api, scope))
-                if row is None:
-                    return
+                row = self._get_or_create(session, api, scope)
                 same_window = (
                     row.reset_at is not None and abs((row.reset_at - reset_at).total_seconds()) < 2
                 )
@@ -112,11 +126,8 @@ class QuotaBook:
     def block(self, api: str, scope: str, until: datetime, reason: str) -> None:
         """Nobody calls ``api`` for ``scope`` before ``until``."""
         try:
-            self._ensure(api, scope)
             with self._db.session() as session:
-                row = session.get(ApiQuota, (api, scope))
-                if row is None:
-                    return
+                row = self._get_or_create(session, api, scope)
                 if row.blocked_until is None or row.blocked_until < until:
                     row.blocked_until = until
                 row.reason = reason[:500]
