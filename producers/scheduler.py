@@ -29,7 +29,7 @@ from shared.errors import (
     RateLimitedError,
 )
 from shared.metrics import Metrics, QueueDepth
-from shared.quota import QuotaBook
+from shared.quota import WINDOW_SLACK, QuotaBook
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class Producer:
             retry_at = e.reset_at
             if e.status is not None and clients is not None:
                 self.quota.block(e.api, self._scope(e.api, clients), e.reset_at, str(e))
+                # poll again once the quota book, too, believes in the new window
+                retry_at = e.reset_at + WINDOW_SLACK
         except ConfigurationError as e:
             report.result = "error"
             report.error = str(e)
