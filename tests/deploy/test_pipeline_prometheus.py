@@ -339,12 +339,19 @@ PARKED_QUEUE = ("belegsync_queue_messages", frozenset({("queue", "parked"), ("ro
 def final_samples(ports: dict[str, int]) -> dict[str, Samples]:
     """Each process's samples once the run is over and they stopped changing."""
     # The producer reads queue depths every 15 s: first a reading that shows every parked
-    # message, then two reads of both processes in a row that agree.
-    wait_until(
-        lambda: own_samples(ports[PRODUCER_JOB]).get(PARKED_QUEUE) == PARKED,
-        "the producer's reading of the parked queue",
-        20,
-    )
+    # message and empty work and delay queues, then two reads of both processes that agree.
+    def settled_reading() -> bool:
+        # A reading taken while the last message was still on its way would show it in a work
+        # queue (quorum queues' counts also trail a moment): wait for one after the run.
+        samples = own_samples(ports[PRODUCER_JOB])
+        others = [
+            value
+            for (name, labels), value in samples.items()
+            if name == "belegsync_queue_messages" and ("role", "parked") not in labels
+        ]
+        return samples.get(PARKED_QUEUE) == PARKED and bool(others) and not any(others)
+
+    wait_until(settled_reading, "the producer's reading of the settled queues", 50)
     final: dict[str, Samples] = {}
 
     def stable() -> bool:
