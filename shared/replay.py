@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -53,11 +53,18 @@ class ReplayReport:
         return sum(1 for item in self.items if item.action == action)
 
 
+# States whose message is somewhere in the broker (a work or delay queue) while all is well.
+IN_FLIGHT = (DocState.RETRYING.value, DocState.PENDING.value, DocState.UPLOADING.value)
+
+
 @dataclass(frozen=True)
 class Selection:
     account: str | None = None
     source_id: str | None = None
     everything: bool = False
+    # also rebuild messages of documents in flight that have not moved for this long (their
+    # message may have been purged from a queue by hand)
+    stuck_for: timedelta | None = None
 
     def check(self) -> None:
         if not (self.account or self.source_id or self.everything):
@@ -193,16 +200,28 @@ class Replayer:
         add: Callable[[ReplayItem], None],
     ) -> None:
         with self._db.session() as session:
+            wanted = Document.state == DocState.PARKED.value
+            if selection.stuck_for is not None:
+                before = datetime.now(UTC) - selection.stuck_for
+                wanted = wanted | (
+                    Document.state.in_(IN_FLIGHT)
+                    & Document.published_at.is_not(None)
+                    & (Document.updated_at < before)
+                )
             query = (
                 select(Document, SyncAccount)
                 .join(SyncAccount, SyncAccount.id == Document.account_id)
-                .where(Document.state == DocState.PARKED.value)
+                .where(wanted, SyncAccount.enabled.is_(True))
                 .order_by(Document.id)
             )
             for doc, account in session.execute(query).all():
                 if doc.id in handled or not selection.matches(account.name, doc.source_id):
                     continue
                 reason = doc.last_error or "?"
+                if doc.state != DocState.PARKED.value:
+                    reason = (
+                        f"{doc.state} without a change since {doc.updated_at:%Y-%m-%d %H:%M} UTC"
+                    )
                 if dry_run:
                     add(
                         ReplayItem(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import timedelta
 
 import click
 
 from shared import bootstrap
 from shared.cli.app import App
 from shared.cli.output import print_json, print_table
+from shared.domain import parse_duration
+from shared.errors import UsageError
 from shared.replay import Replayer, Selection
 
 pass_app = click.make_pass_decorator(App)
@@ -18,6 +21,13 @@ pass_app = click.make_pass_decorator(App)
 @click.option("--account", help="Only this account's parked documents.")
 @click.option("--document", "source_id", help="Only the document with this source id.")
 @click.option("--all", "everything", is_flag=True, help="Every parked document.")
+@click.option(
+    "--stuck",
+    "stuck",
+    metavar="AGE",
+    help="Also rebuild messages of documents pending or retrying without any change for AGE "
+    "(e.g. 7h: longer than the longest retry delay) — for a queue purged by hand.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app
@@ -27,6 +37,7 @@ def replay(
     account: str | None,
     source_id: str | None,
     everything: bool,
+    stuck: str | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -35,7 +46,15 @@ def replay(
     A parked document whose message is gone is rebuilt from the ledger; one that has been
     synced since is left alone.  Fix the cause first (see `belegsync documents --state parked`).
     """
-    selection = Selection(account=account, source_id=source_id, everything=everything)
+    stuck_for = None
+    if stuck is not None:
+        try:
+            stuck_for = timedelta(seconds=parse_duration(stuck))
+        except ValueError as e:
+            raise UsageError(f"--stuck: {e}") from None
+    selection = Selection(
+        account=account, source_id=source_id, everything=everything, stuck_for=stuck_for
+    )
     selection.check()
     db = app.migrated_db()
     broker = bootstrap.broker(app.settings)

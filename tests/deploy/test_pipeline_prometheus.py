@@ -338,6 +338,7 @@ PARKED_QUEUE = ("belegsync_queue_messages", frozenset({("queue", "parked"), ("ro
 
 def final_samples(ports: dict[str, int]) -> dict[str, Samples]:
     """Each process's samples once the run is over and they stopped changing."""
+
     # The producer reads queue depths every 15 s: first a reading that shows every parked
     # message and empty work and delay queues, then two reads of both processes that agree.
     def settled_reading() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,33 @@ def test_sigterm_finishes_the_message_in_hand_and_exits_0(
         assert peek(broker, pipeline.settings.queue_prefix + ".export") == []
     finally:
         broker.close()
+
+
+def test_replay_stuck_rebuilds_the_message_of_a_document_whose_delay_queue_was_purged(
+    slow_retry_pipeline: Pipeline, sims: Simulators
+) -> None:
+    pipeline = slow_retry_pipeline
+    uid = sims.gmi.seed_document(GMI_KEY, document_number="STUCK-1")
+    pipeline.add_export()
+    sims.billomat.fail_next(1, status=503, methods=["POST"], path_contains="inbox-documents")
+    pipeline.produce_once()
+    consumer, thread = pipeline.consume_in_thread([Direction.EXPORT])
+    try:
+        pipeline.wait_until(lambda: pipeline.states() == {str(uid): "retrying"}, what="retrying")
+    finally:
+        consumer.stop.set()
+        thread.join(10)
+    broker = broker_for(pipeline)
+    try:
+        # an operator purges the delay queue: the document's only message is gone
+        assert len(take_all(broker, pipeline.settings.queue_prefix + ".retry.5s")) == 1
+        replayer = Replayer(pipeline.db, broker)
+        assert replayer.replay(Selection(everything=True)).items == []  # nothing parked
+        report = replayer.replay(Selection(everything=True, stuck_for=timedelta(0)))
+    finally:
+        broker.close()
+    assert [(i.source_id, i.action) for i in report.items] == [(str(uid), "rebuilt")]
+    assert "retrying without a change since" in report.items[0].reason
+    pipeline.consume(idle_exit=2.0)
+    assert pipeline.states() == {str(uid): "synced"}
+    assert inbox_count(sims) == 1
