@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import date as date_type
 from types import TracebackType
 from typing import Any
@@ -28,13 +28,13 @@ from simulators.billomat_model import (
 from simulators.clock import Clock
 from simulators.control import ControlSurface, is_control_path
 from simulators.counting import RequestCounter
-from simulators.faults import FaultInjector
+from simulators.faults import FaultControls, FaultInjector
 from simulators.formats import Format, record_dict, render_record
 from simulators.http import HttpService, Request, Response
 from simulators.ratelimit import FixedWindowCounter
 
 
-class BillomatSimulator:
+class BillomatSimulator(FaultControls):
     """A local Billomat; ``port=0`` picks a free port. Every method is thread-safe."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, clock: Clock = time.time) -> None:
@@ -192,48 +192,6 @@ class BillomatSimulator:
     def reset_quotas(self) -> None:
         """Forget the calls counted in the current windows."""
         self._limiter.reset()
-
-    def set_faults(
-        self,
-        *,
-        error_rate: float = 0.0,
-        html_502_rate: float = 0.0,
-        latency: float = 0.0,
-        drop_after_write_rate: float = 0.0,
-        seed: int | None = None,
-    ) -> None:
-        self._faults.set_faults(
-            error_rate=error_rate,
-            html_502_rate=html_502_rate,
-            latency=latency,
-            drop_after_write_rate=drop_after_write_rate,
-            seed=seed,
-        )
-
-    def fail_next(
-        self,
-        n: int,
-        *,
-        status: int = 503,
-        html: bool = False,
-        methods: Iterable[str] | None = None,
-        path_contains: str | None = None,
-    ) -> None:
-        self._faults.fail_next(
-            n, status=status, html=html, methods=methods, path_contains=path_contains
-        )
-
-    def drop_after_next_write(self, n: int = 1, *, path_contains: str | None = None) -> None:
-        self._faults.drop_after_next_write(n, path_contains=path_contains)
-
-    def hold_after_next_write(
-        self, n: int = 1, *, seconds: float, path_contains: str | None = None
-    ) -> None:
-        """Store the next ``n`` matching writes, then answer them ``seconds`` late."""
-        self._faults.hold_after_next_write(n, seconds=seconds, path_contains=path_contains)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
 
     # --- webhooks -----------------------------------------------------------------------------
 

@@ -203,3 +203,51 @@ class FaultInjector:
                     for r in self._drop_rules
                 ],
             }
+
+
+class FaultControls:
+    """The fault switches both simulators offer, handed to their :class:`FaultInjector`."""
+
+    _faults: FaultInjector
+
+    def set_faults(
+        self,
+        *,
+        error_rate: float = 0.0,
+        html_502_rate: float = 0.0,
+        latency: float = 0.0,
+        drop_after_write_rate: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        self._faults.set_faults(
+            error_rate=error_rate,
+            html_502_rate=html_502_rate,
+            latency=latency,
+            drop_after_write_rate=drop_after_write_rate,
+            seed=seed,
+        )
+
+    def fail_next(
+        self,
+        n: int,
+        *,
+        status: int = 503,
+        html: bool = False,
+        methods: Iterable[str] | None = None,
+        path_contains: str | None = None,
+    ) -> None:
+        self._faults.fail_next(
+            n, status=status, html=html, methods=methods, path_contains=path_contains
+        )
+
+    def drop_after_next_write(self, n: int = 1, *, path_contains: str | None = None) -> None:
+        self._faults.drop_after_next_write(n, path_contains=path_contains)
+
+    def hold_after_next_write(
+        self, n: int = 1, *, seconds: float, path_contains: str | None = None
+    ) -> None:
+        """Store the next ``n`` matching writes, then answer them ``seconds`` late."""
+        self._faults.hold_after_next_write(n, seconds=seconds, path_contains=path_contains)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()

@@ -7,7 +7,7 @@ product code only ever sees the HTTP API that :mod:`simulators.gmi_api` implemen
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from types import TracebackType
@@ -16,7 +16,7 @@ from typing import Any
 from simulators.clock import Clock
 from simulators.control import ControlSurface, is_control_path
 from simulators.counting import RequestCounter
-from simulators.faults import FaultInjector
+from simulators.faults import FaultControls, FaultInjector
 from simulators.gmi_api import BASE_PATH, GmiApi, GmiOptions
 from simulators.gmi_control import build_control
 from simulators.gmi_model import (
@@ -31,7 +31,7 @@ from simulators.ratelimit import FixedWindowCounter
 ERROR_SHAPES = ("spec", "errors")
 
 
-class GmiSimulator:
+class GmiSimulator(FaultControls):
     """A local GetMyInvoices; ``port=0`` picks a free port. Every method is thread-safe.
 
     ``records_as_object`` emits the list's ``records`` keyed by uid (a PHP quirk);
@@ -264,48 +264,6 @@ class GmiSimulator:
     def reset_quotas(self) -> None:
         """Forget the calls and uploads counted in the current windows."""
         self._limiter.reset()
-
-    def set_faults(
-        self,
-        *,
-        error_rate: float = 0.0,
-        html_502_rate: float = 0.0,
-        latency: float = 0.0,
-        drop_after_write_rate: float = 0.0,
-        seed: int | None = None,
-    ) -> None:
-        self._faults.set_faults(
-            error_rate=error_rate,
-            html_502_rate=html_502_rate,
-            latency=latency,
-            drop_after_write_rate=drop_after_write_rate,
-            seed=seed,
-        )
-
-    def fail_next(
-        self,
-        n: int,
-        *,
-        status: int = 503,
-        html: bool = False,
-        methods: Iterable[str] | None = None,
-        path_contains: str | None = None,
-    ) -> None:
-        self._faults.fail_next(
-            n, status=status, html=html, methods=methods, path_contains=path_contains
-        )
-
-    def drop_after_next_write(self, n: int = 1, *, path_contains: str | None = None) -> None:
-        self._faults.drop_after_next_write(n, path_contains=path_contains)
-
-    def hold_after_next_write(
-        self, n: int = 1, *, seconds: float, path_contains: str | None = None
-    ) -> None:
-        """Store the next ``n`` matching writes, then answer them ``seconds`` late."""
-        self._faults.hold_after_next_write(n, seconds=seconds, path_contains=path_contains)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
 
 
 def _date(value: str | date | None) -> date | None:
