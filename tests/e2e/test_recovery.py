@@ -53,28 +53,25 @@ def broker_for(pipeline: Pipeline) -> Broker:
     return broker
 
 
+def _get_all(broker: Broker, queue: str, *, remove: bool) -> list[Any]:
+    channel = broker.new_channel()
+    messages = []
+    try:
+        while (message := channel.basic_get(queue=queue, no_ack=remove)) is not None:
+            messages.append(message)
+    finally:
+        channel.close()  # unacked messages go back to the queue
+    return messages
+
+
 def take_all(broker: Broker, queue: str) -> list[Any]:
     """Every message now in ``queue``, acked (i.e. removed)."""
-    channel = broker.new_channel()
-    taken = []
-    try:
-        while (message := channel.basic_get(queue=queue, no_ack=True)) is not None:
-            taken.append(message)
-    finally:
-        channel.close()
-    return taken
+    return _get_all(broker, queue, remove=True)
 
 
 def peek(broker: Broker, queue: str) -> list[Any]:
-    """Every message now in ``queue``, left in place (returned when the channel closes)."""
-    channel = broker.new_channel()
-    seen = []
-    try:
-        while (message := channel.basic_get(queue=queue, no_ack=False)) is not None:
-            seen.append(message)
-    finally:
-        channel.close()
-    return seen
+    """Every message now in ``queue``, left in place."""
+    return _get_all(broker, queue, remove=False)
 
 
 def inbox_count(sims: Simulators) -> int:
