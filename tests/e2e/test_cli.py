@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
-from shared.cli import cli, main
+from app.cli import cli, main
 from simulators import Simulators
 from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline
 from tests.helpers import Cli

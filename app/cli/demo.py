@@ -1,6 +1,6 @@
 """`belegsync demo`: the whole loop on local simulators in one command, shown on the console.
 
-The work is in ``shared.demo``; this module parses the options and draws progress and tables.
+The work is in ``app.demo``; this module parses the options and draws progress and tables.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from shared.cli.app import App
-from shared.cli.ops import status
-from shared.cli.output import cell, info, print_json
-from shared.demo import DemoError, DemoOptions, DemoReport, RoundResult, Tally, run_demo
+from app.cli.app import App
+from app.cli.ops import status
+from app.cli.output import cell, info, print_json
+from app.demo import DemoError, DemoOptions, DemoReport, RoundResult, Tally, run_demo
 from shared.domain import Direction
 from shared.settings import Settings
 

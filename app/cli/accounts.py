@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy import func, select
 
+from app.cli.app import App
+from app.cli.output import print_json, print_record, print_table
 from shared.accounts import AccountChanges
-from shared.cli.app import App
-from shared.cli.output import print_json, print_record, print_table
 from shared.db import Document
 from shared.domain import Direction, parse_date, parse_duration, parse_list
 from shared.errors import UsageError

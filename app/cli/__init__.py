@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import click
 from pydantic import ValidationError
 
-from shared.cli.accounts import accounts
-from shared.cli.app import App
-from shared.cli.dbcmd import db_group, secret_key
-from shared.cli.output import error
+from app.cli.accounts import accounts
+from app.cli.app import App
+from app.cli.dbcmd import db_group, secret_key
+from app.cli.output import error
 from shared.errors import BelegsyncError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -40,7 +40,7 @@ cli.add_command(accounts)
 
 def _register_optional_commands() -> None:
     """Commands whose modules pull in the broker, the pipeline or the simulators."""
-    from shared.cli.ops import register
+    from app.cli.ops import register
 
     register(cli)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli.app import App
 from shared import migrations
-from shared.cli.app import App
 from shared.crypto import generate_key
 from shared.errors import BelegsyncError
 

@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import click
 
-from shared import bootstrap
-from shared.cli.app import App
-from shared.cli.output import print_json, print_table
+from app import bootstrap
+from app.cli.app import App
+from app.cli.output import print_json, print_table
+from app.replay import Replayer, Selection
 from shared.domain import parse_duration
 from shared.errors import UsageError
-from shared.replay import Replayer, Selection
 
 pass_app = click.make_pass_decorator(App)
 

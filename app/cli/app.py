@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from app.cli.output import info
 from shared.accounts import AccountService
-from shared.cli.output import info
 from shared.crypto import SecretBox, load_secret_box
 from shared.db import Database
 from shared.settings import Settings

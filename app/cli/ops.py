@@ -13,16 +13,16 @@ from typing import Any, TypeVar
 
 import click
 
-from shared import bootstrap
-from shared.cli.app import App
-from shared.cli.output import print_json, print_record, print_table
+from app import bootstrap
+from app.cli.app import App
+from app.cli.output import print_json, print_record, print_table
+from app.status import documents as list_documents
+from app.status import overview
 from shared.domain import Direction
 from shared.errors import UsageError
 from shared.health import HealthServer, serve
 from shared.logs import configure_logging
 from shared.metrics import Metrics
-from shared.status import documents as list_documents
-from shared.status import overview
 
 log = logging.getLogger("belegsync")
 
@@ -278,9 +278,9 @@ def register(cli: click.Group) -> None:
         cli.add_command(command)
     for module_name, command_name in (
         ("simulators.cli", "simulate"),
-        ("shared.cli.demo", "demo"),
-        ("shared.cli.webhooks", "webhooks"),
-        ("shared.cli.replay", "replay"),
+        ("app.cli.demo", "demo"),
+        ("app.cli.webhooks", "webhooks"),
+        ("app.cli.replay", "replay"),
     ):
         try:
             module = importlib.import_module(module_name)

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from producers.webhooks import PATH_PREFIX, Webhooks
-from shared.cli.app import App
-from shared.cli.ops import metrics_port_option, observed, pass_app, stop_on_signals
+from app.cli.app import App
+from app.cli.ops import metrics_port_option, observed, pass_app, stop_on_signals
+from app.webhooks import Webhooks
+from producers.webhooks import PATH_PREFIX
 from shared.domain import Direction
 from shared.errors import BelegsyncError
 
