@@ -54,7 +54,11 @@ def test_the_packages_keep_the_dependency_rule() -> None:
     [
         ("shared/ledger.py", "import producers.outbox", "producers and consumers independent"),
         ("shared/domain.py", "from app import status", "producers and consumers independent"),
-        ("producers/outbox.py", "from consumers import worker", "producers and consumers independent"),
+        (
+            "producers/outbox.py",
+            "from consumers import worker",
+            "producers and consumers independent",
+        ),
         ("consumers/handlers.py", "import app.bootstrap", "producers and consumers independent"),
         ("simulators/clock.py", "import shared.domain", "simulators import no belegsync code"),
         ("consumers/worker.py", "import simulators.pdf", "the pipeline never imports"),
@@ -72,5 +76,6 @@ def test_the_checker_refuses_a_forbidden_import(
     assert result.returncode != 0, result.stdout
     assert "1 broken" in result.stdout
     broken = [line for line in result.stdout.splitlines() if line.endswith("BROKEN")]
-    assert len(broken) == 1 and contract in broken[0], result.stdout
+    assert len(broken) == 1, result.stdout
+    assert contract in broken[0], result.stdout
     assert module.removesuffix(".py").replace("/", ".") in result.stdout
