@@ -16,7 +16,7 @@ from shared.db import Database
 from shared.domain import Direction
 from shared.locks import locks_for
 from shared.metrics import Metrics
-from shared.quota import QuotaBook
+from shared.quota import QuotaBook, limits_from
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,12 +35,14 @@ def broker(settings: Settings) -> Broker:
 def build_producer(
     settings: Settings, db: Database, box: SecretBox, metrics: Metrics | None
 ) -> Producer:
+    from producers.dispatch import Dispatcher
     from producers.outbox import Outbox
     from producers.pollers import ExportPoller, ImportPoller
     from producers.scheduler import Producer
 
-    quota = QuotaBook(db)
+    quota = QuotaBook(db, limits_from(settings))
     the_broker = broker(settings)
+    outbox = Outbox(db, the_broker)
     return Producer(
         db=db,
         broker=the_broker,
@@ -48,15 +50,13 @@ def build_producer(
         clients=ClientFactory(settings, quota, metrics),
         pollers={
             Direction.EXPORT: ExportPoller(db),
-            Direction.IMPORT: ImportPoller(
-                db,
-                quota,
-                reserve=settings.billomat_quota_reserve,
-                overlap_days=settings.import_overlap_days,
-            ),
+            Direction.IMPORT: ImportPoller(db, overlap_days=settings.import_overlap_days),
         },
-        outbox=Outbox(db, the_broker),
+        outbox=outbox,
         quota=quota,
+        dispatcher=Dispatcher(
+            db, outbox, quota, billomat_poll_reserve=settings.billomat_quota_reserve
+        ),
         metrics=metrics,
     )
 
@@ -67,15 +67,16 @@ def build_consumer(
     from consumers.handlers import ExportHandler, ImportHandler
     from consumers.worker import Consumer
 
-    quota = QuotaBook(db)
+    quota = QuotaBook(db, limits_from(settings))
     return Consumer(
         db=db,
         broker=broker(settings),
         accounts=AccountService(db, lambda: box),
-        clients=ClientFactory(settings, quota, metrics),
+        # document work: it leaves each window's reserve to the polls
+        clients=ClientFactory(settings, quota, metrics, work=True),
         handlers={
-            Direction.EXPORT: ExportHandler(db, quota),
-            Direction.IMPORT: ImportHandler(db, quota),
+            Direction.EXPORT: ExportHandler(db),
+            Direction.IMPORT: ImportHandler(db),
         },
         locks=locks_for(db),
         quota=quota,

@@ -33,7 +33,6 @@ from shared.broker import Broker
 from shared.crypto import SecretBox
 from shared.db import Database
 from shared.metrics import Metrics
-from shared.quota import QuotaBook
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -196,12 +195,7 @@ class Webhooks:
         self.receiver = WebhookReceiver(
             db,
             AccountService(db, lambda: box),
-            ImportPoller(
-                db,
-                QuotaBook(db),
-                reserve=settings.billomat_quota_reserve,
-                overlap_days=settings.import_overlap_days,
-            ),
+            ImportPoller(db, overlap_days=settings.import_overlap_days),
             self.publisher.publish,
             metrics,
         )

@@ -8,13 +8,16 @@ Two ledger facts carry exactly-once across crashes:
   the same content) and what is found is adopted instead of uploading again.
 - ``target_id`` is committed right after the upload landed.  Finding it set means only the
   follow-up (archiving in GMI) may be left.
+
+And one quota fact: a document's step admits the calls it needs on *both* sides before its
+first call (``Handler.need``), so no call is spent on a document that then has to wait.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +47,7 @@ from shared.errors import (
 )
 from shared.gmi import GmiClient, GmiDocument, GmiUpload
 from shared.messages import SyncMessage
-from shared.quota import QuotaBook
+from shared.quota_plan import Need
 
 log = logging.getLogger(__name__)
 
@@ -171,18 +174,30 @@ class LedgerSteps:
 
 
 class ExportHandler:
-    def __init__(self, db: Database, quota: QuotaBook) -> None:
+    def __init__(self, db: Database) -> None:
         self._steps = LedgerSteps(db)
-        self._quota = quota
+
+    @staticmethod
+    def need(doc: Document, account: SyncAccount) -> Need:
+        """The calls of this document's next step: the GMI download (metadata only once it
+        landed), the Billomat upload (after an unanswered attempt: also the first inbox page
+        of the search for it), and the archive update."""
+        gmi = 2 if account.archive_after_transfer else 1
+        if doc.target_id is not None:
+            return Need(gmi=gmi)
+        return Need(billomat=1 if doc.attempt_started_at is None else 2, gmi=gmi)
 
     def handle(self, work: Work) -> Outcome:
+        doc = self._steps.snapshot(work.message.document_id)
+        with work.clients.gate.admitted(self.need(doc, work.account)):
+            return self._move(work, doc)
+
+    def _move(self, work: Work, doc: Document) -> Outcome:
         message, account, clients = work.message, work.account, work.clients
-        doc = self._steps.snapshot(message.document_id)
         rules = export_rules(account)
         uid = int(doc.source_id)
         gmi, billomat = clients.gmi, clients.billomat
 
-        self._quota.check("gmi", clients.gmi_scope)
         try:
             source = gmi.get_document(
                 uid, include_file=doc.target_id is None, approval=rules.require_approval
@@ -199,7 +214,7 @@ class ExportHandler:
         result = "synced"
         target_id = doc.target_id
         if target_id is None and doc.attempt_started_at is not None:
-            found = self._find_marker(billomat, clients, account.id, uid, doc.attempt_started_at)
+            found = self._find_marker(billomat, account.id, uid, doc.attempt_started_at)
             if found is not None:
                 target_id = str(found.id)
                 result = "duplicate_avoided"
@@ -236,7 +251,6 @@ class ExportHandler:
 
         if rules.archive_after_transfer:
             if not source.is_archived:
-                self._quota.check("gmi", clients.gmi_scope)
                 try:
                     gmi.update_document(uid, is_archived=True)
                 except PermanentError as e:
@@ -292,7 +306,6 @@ class ExportHandler:
             metadata["TOTAL_NET"] = f"{source.net_amount:.2f}"
         if source.currency:
             metadata["CURRENCY_CODE"] = source.currency
-        self._quota.reserve("billomat", clients.billomat_scope)
         self._steps.begin_attempt(document_id, sha256(source.content), message.message_id)
         try:
             created = clients.billomat.create_inbox_document(
@@ -310,7 +323,6 @@ class ExportHandler:
     def _find_marker(
         self,
         billomat: BillomatClient,
-        clients: AccountClients,
         account_id: int,
         uid: int,
         attempt_started: datetime,
@@ -323,14 +335,12 @@ class ExportHandler:
         marker = export_marker(account_id, uid)
         not_before = attempt_started - CLOCK_SLACK
         per_page = 1000
-        self._quota.reserve("billomat", clients.billomat_scope)
         first = billomat.inbox_page(1, per_page, order_by="id ASC")
         pages = max(1, -(-first.total // per_page))
         page_no = pages
         page = first if pages == 1 else None
         while page_no >= 1:
             if page is None:
-                self._quota.reserve("billomat", clients.billomat_scope)
                 page = billomat.inbox_page(page_no, per_page, order_by="id ASC")
             for item in reversed(page.items):
                 if item.metadata.get(MARKER_KEY) == marker:
@@ -357,24 +367,37 @@ def _decimal(text: str | None) -> Decimal | None:
 
 
 class ImportHandler:
-    def __init__(self, db: Database, quota: QuotaBook) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         self._steps = LedgerSteps(db)
-        self._quota = quota
         self._country_uid: int | None = None
 
+    @staticmethod
+    def need(doc: Document, details: Mapping[str, str]) -> Need:
+        """The calls of this document's next step: the Billomat PDF (and the document itself
+        when the poll did not say its status), the GMI upload (after an unanswered attempt:
+        also the content check).  Nothing for a draft or a document already in GMI."""
+        status = details.get("status", "")
+        if doc.target_id is not None or status.upper() == "DRAFT":
+            return Need()
+        gmi = 2 if doc.attempt_started_at is not None else 1
+        return Need(billomat=1 if status else 2, gmi=gmi, gmi_uploads=1)
+
     def handle(self, work: Work) -> Outcome:
+        doc = self._steps.snapshot(work.message.document_id)
+        details = dict(doc.details or {}) | dict(work.message.details)
+        with work.clients.gate.admitted(self.need(doc, details)):
+            return self._move(work, doc, details)
+
+    def _move(self, work: Work, doc: Document, details: dict[str, str]) -> Outcome:
         message, account, clients = work.message, work.account, work.clients
-        doc = self._steps.snapshot(message.document_id)
         rules = import_rules(account)
         kind, billomat_id = doc.source_kind, int(doc.source_id)
         if doc.target_id is not None:
             landed_at = self._steps.finish(doc.id, "already in GMI", message.message_id)
             return Outcome("noop", doc.target_id, landed_at=landed_at)
 
-        details = dict(doc.details or {}) | dict(message.details)
         if not details.get("status"):
-            self._quota.reserve("billomat", clients.billomat_scope)
             fresh = clients.billomat.get_document(kind, billomat_id)
             details |= {
                 "status": fresh.status,
@@ -389,11 +412,9 @@ class ImportHandler:
             )  # fmt: skip
             return Outcome("waiting", detail="draft")
 
-        self._quota.reserve("billomat", clients.billomat_scope)
         pdf = clients.billomat.get_pdf(kind, billomat_id)
         content_hash = sha256(pdf.content)
         gmi = clients.gmi
-        self._quota.check("gmi", clients.gmi_scope)
         number = doc.document_number or message.document_number or ""
 
         if doc.attempt_started_at is not None and gmi.document_exists(pdf.content):

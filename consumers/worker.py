@@ -2,7 +2,8 @@
 then ack — and route every failure to where it belongs.
 
 - transient  -> delay queue of the next tier, attempt count + 1 (parked after the last)
-- rate limit -> delay queue until the quota resets, attempt count unchanged
+- rate limit -> back to the ledger's backlog (unpublished); the producer releases it again
+  once the window that stopped it resets.  No call was made for it, no attempt counted.
 - permanent  -> parking queue at once, with the API's reason
 - configuration -> the account is paused with the reason; the document waits (held)
 - undecodable message -> parking queue with its raw body
@@ -281,12 +282,14 @@ class Consumer:
         if isinstance(error, RateLimitedError):
             if error.status is not None and clients is not None:
                 # The API refused: nobody calls it for this account before the reset.
-                scope = clients.gmi_scope if error.api == "gmi" else clients.billomat_scope
-                self.quota.block(error.api, scope, error.reset_at, str(error))
+                self.quota.refused(error, clients.scopes)
+            # The ledger is the backlog: the row waits there, unpublished, and the producer
+            # releases it when the window resets.  Committed before the ack: a crash in between
+            # leaves the message *and* the row, and the ledger absorbs the duplicate.
             self._note(msg, error, state=DocState.PENDING, waiting=True)
-            seconds = error.seconds_left()
-            tier = self.broker.topology.tier_for_delay(seconds)
-            self._delay(message, msg, routing_key, headers, tier, str(error))
+            with self.broker.lock:
+                message.ack()
+            log.info("document %s of %s waits for the quota: %s", msg.source_id, msg.account, error)
             self._count("retried", msg, error, clock)
             return
         if isinstance(error, ConfigurationError):
@@ -424,6 +427,8 @@ class Consumer:
             doc.last_error = reason[:2000]
             if state is None or doc.state == DocState.SYNCED.value:
                 return
+            if waiting:
+                doc.published_at = None  # back in the backlog: the producer publishes it again
             if waiting and doc.state == state.value:
                 return  # one history entry per wait, not one per delay round
             ledger.set_state(session, doc, state, reason, message_id=msg.message_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import ledger
@@ -82,18 +81,3 @@ class Outbox:
             ledger.set_state(session, doc, DocState.PENDING, "account resumed; queued again")
         doc.published_at = datetime.now(UTC)
         doc.message_id = message.message_id
-
-    def pending_accounts(self) -> list[int]:
-        """Enabled accounts that have rows waiting to be published."""
-        with self._db.session() as session:
-            ids = session.scalars(
-                select(Document.account_id)
-                .join(SyncAccount, SyncAccount.id == Document.account_id)
-                .where(
-                    SyncAccount.enabled.is_(True),
-                    ((Document.state == DocState.PENDING.value) & Document.published_at.is_(None))
-                    | (Document.state == DocState.HELD.value),
-                )
-                .distinct()
-            )
-            return list(ids)

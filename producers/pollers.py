@@ -22,7 +22,6 @@ from shared.db import Database, Document, SyncAccount
 from shared.domain import GMI_APPLICATION, Direction, DocState, ExportRules
 from shared.gmi import GmiDocument
 from shared.ledger import Detected
-from shared.quota import QuotaBook
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +183,11 @@ class ImportPoller:
 
     Billomat has no "updated since" filter, only the document date.  The cursor never moves
     past the oldest document that is still a draft, so a draft finished months later is seen.
-    Each list call is reserved in the shared quota book first, keeping ``reserve`` calls of the
-    window for the uploads.
+    Each list call passes the account's quota gate (a poll may use the window's reserve).
     """
 
-    def __init__(self, db: Database, quota: QuotaBook, *, reserve: int, overlap_days: int) -> None:
+    def __init__(self, db: Database, *, overlap_days: int) -> None:
         self._db = db
-        self._quota = quota
-        self._reserve = reserve
         self._overlap = timedelta(days=overlap_days)
 
     def poll(self, account_id: int, clients: AccountClients, report: PollReport) -> None:
@@ -206,7 +202,6 @@ class ImportPoller:
             newest: date | None = None
             page_no = 1
             while True:
-                self._quota.reserve("billomat", clients.billomat_scope, keep=self._reserve)
                 page = clients.billomat.documents_page(
                     kind, page=page_no, per_page=1000, date_from=since, order_by="id ASC"
                 )

@@ -1,6 +1,8 @@
 """When each account is polled, what a poll's outcome does to the account, and the loop.
 
-Several producers may run: a poll is claimed with a lease in ``poll_state`` first.
+Several producers may run: a poll is claimed with a lease in ``poll_state`` first.  After every
+poll and every tick the dispatcher releases from the ledger what the quotas allow now; the loop
+wakes at the next window reset when work waits for one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from producers.dispatch import Dispatcher
 from producers.outbox import Outbox
 from producers.pollers import Poller, PollReport
 from shared.accounts import AccountService
@@ -54,6 +57,7 @@ class Producer:
     pollers: dict[Direction, Poller]
     outbox: Outbox
     quota: QuotaBook
+    dispatcher: Dispatcher
     metrics: Metrics | None = None
 
     # -- one poll ------------------------------------------------------------------------------
@@ -90,6 +94,9 @@ class Producer:
                 account = session.get(SyncAccount, account_id)
                 assert account is not None
                 clients = self.clients.for_account(account, credentials)
+                if account.gmi_scope != clients.gmi_scope:
+                    # Dispatch and status see by it which accounts share a GMI quota.
+                    account.gmi_scope = clients.gmi_scope
             self._check_quota(direction, clients)
             self.pollers[direction].poll(account_id, clients, report)
         except RateLimitedError as e:
@@ -109,7 +116,7 @@ class Producer:
             report.result = "error"
             report.error = str(e)
         try:
-            report.published = self.outbox.flush(account_id)
+            report.published = self.dispatcher.release().published.get(account_id, 0)
         except PublishError as e:
             report.result = "error"
             report.error = f"publishing failed: {e}"
@@ -225,9 +232,10 @@ class Producer:
         tick: float = 1.0,
         on_report: Callable[[PollReport], None] | None = None,
     ) -> None:
-        """Poll accounts as they fall due until ``stop`` is set."""
+        """Poll accounts as they fall due and release work until ``stop`` is set."""
         last_depths = 0.0
         while not stop.is_set():
+            wait = tick
             try:
                 self._ensure_broker(stop)
                 for account_id in self.due_accounts(_now()):
@@ -237,8 +245,10 @@ class Producer:
                         report = self.poll_account(account_id)
                         if on_report:
                             on_report(report)
-                for account_id in self.outbox.pending_accounts():
-                    self.outbox.flush(account_id)
+                release = self.dispatcher.release()
+                if release.next_at is not None:
+                    # Wake when the window that stopped an account resets, not a tick later.
+                    wait = min(tick, max(0.02, (release.next_at - _now()).total_seconds()))
                 if time.monotonic() - last_depths > 15:
                     self.refresh_queue_depths()
                     last_depths = time.monotonic()
@@ -248,7 +258,7 @@ class Producer:
             except SQLAlchemyError as e:
                 log.warning("database unavailable (%s); retrying", str(e).splitlines()[0])
                 stop.wait(5)
-            stop.wait(tick)
+            stop.wait(wait)
 
     def _ensure_broker(self, stop: threading.Event) -> None:
         if not self.broker.ping():

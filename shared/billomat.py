@@ -21,6 +21,7 @@ from shared.http import (
     DEFAULT_TIMEOUT,
     ApiHooks,
     Call,
+    CallGate,
     Quota,
     ResponseShapeError,
     SecretHeaderAuth,
@@ -338,6 +339,7 @@ class BillomatClient:
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         hooks: ApiHooks | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         # The id becomes a host name: validate it before it can reach a URL.
         if not BILLOMAT_ID_RE.match(billomat_id):
@@ -359,7 +361,9 @@ class BillomatClient:
         self.billomat_id = billomat_id
         self.base_url = url_template.replace("{billomat_id}", billomat_id).rstrip("/")
         self.quota: Quota | None = None
-        self._transport = Transport(API, auth=auth, session=session, timeout=timeout, hooks=hooks)
+        self._transport = Transport(
+            API, auth=auth, session=session, timeout=timeout, hooks=hooks, gate=gate
+        )
 
     def __repr__(self) -> str:
         return f"BillomatClient(billomat_id={self.billomat_id!r}, base_url={self.base_url!r})"

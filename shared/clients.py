@@ -1,4 +1,5 @@
-"""API clients for one sync account, wired to the process's metrics and the shared quota book."""
+"""API clients for one sync account, wired to the process's metrics and the shared quota book
+(every call passes the account's quota gate first)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,27 @@ from shared.gmi import GmiClient
 from shared.http import ApiHooks, NullHooks, Quota, build_session
 from shared.logs import register_secret
 from shared.metrics import Metrics
-from shared.quota import QuotaBook
+from shared.quota import QuotaBook, Scopes
+from shared.quota_gate import QuotaGate
 from shared.settings import Settings
 
 
 class AccountHooks:
-    """Per-account observer: metrics first, then the quota the API reported, for everyone."""
+    """Per-account observer: metrics first, then what the API said about its quota, for
+    everyone (through the account's quota gate)."""
 
-    def __init__(self, inner: ApiHooks, quota: QuotaBook, *, billomat_scope: str) -> None:
+    def __init__(self, inner: ApiHooks, gate: QuotaGate) -> None:
         self._inner = inner
-        self._quota = quota
-        self._billomat_scope = billomat_scope
+        self._gate = gate
 
     def on_response(self, api: str, endpoint: str, status: int | None, seconds: float) -> None:
         self._inner.on_response(api, endpoint, status, seconds)
+        if status is None:
+            self._gate.unanswered(api)
 
     def on_quota(self, api: str, quota: Quota) -> None:
         self._inner.on_quota(api, quota)
-        if api == "billomat":
-            self._quota.record(api, self._billomat_scope, quota.remaining, quota.reset_at)
+        self._gate.answered(api, quota)
 
     def on_rate_limited(self, api: str) -> None:
         self._inner.on_rate_limited(api)
@@ -45,15 +48,31 @@ class AccountClients:
     # names under which the shared quota book tracks this account's quotas (never a key)
     gmi_scope: str
     billomat_scope: str
+    # every call of both clients passes it; a document's step admits its calls here first
+    gate: QuotaGate
+
+    @property
+    def scopes(self) -> Scopes:
+        return self.gate.scopes
 
 
 class ClientFactory:
     """Builds clients on one pooled HTTP session per process."""
 
-    def __init__(self, settings: Settings, quota: QuotaBook, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        quota: QuotaBook,
+        metrics: Metrics | None,
+        *,
+        work: bool = False,
+    ) -> None:
+        """``work``: the clients move documents (a consumer), which leaves each window's
+        reserve to the polls; otherwise they poll and may use it."""
         self._settings = settings
         self._quota = quota
         self._metrics = metrics
+        self._work = work
         self._session: requests.Session = build_session(pool_size=20)
 
     def _hooks(self, account_name: str) -> ApiHooks:
@@ -65,9 +84,9 @@ class ClientFactory:
         # Whatever happens later, these never reach a log line in clear.
         register_secret(credentials.gmi_api_key)
         register_secret(credentials.billomat_api_key)
-        hooks = AccountHooks(
-            self._hooks(account.name), self._quota, billomat_scope=account.billomat_id
-        )
+        scopes = Scopes(billomat=account.billomat_id, gmi=key_fingerprint(credentials.gmi_api_key))
+        gate = QuotaGate(self._quota, scopes, work=self._work)
+        hooks = AccountHooks(self._hooks(account.name), gate)
         settings = self._settings
         app_secret = settings.billomat_app_secret
         return AccountClients(
@@ -77,6 +96,7 @@ class ClientFactory:
                 session=self._session,
                 hooks=hooks,
                 application=GMI_APPLICATION,
+                gate=gate,
             ),
             billomat=BillomatClient(
                 account.billomat_id,
@@ -86,9 +106,11 @@ class ClientFactory:
                 app_secret=app_secret.get_secret_value() if app_secret else None,
                 session=self._session,
                 hooks=hooks,
+                gate=gate,
             ),
-            gmi_scope=key_fingerprint(credentials.gmi_api_key),
-            billomat_scope=account.billomat_id,
+            gmi_scope=scopes.gmi,
+            billomat_scope=scopes.billomat,
+            gate=gate,
         )
 
     def close(self) -> None:

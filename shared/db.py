@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 # The Alembic revision these models describe.  Every migration that changes the schema moves it;
 # a test checks that it is alembic's head, so a process can check its database without loading
 # alembic (about 11 MiB and 100 ms for every producer and consumer).
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0005"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -121,6 +122,9 @@ class SyncAccount(Base):
     webhook_password_enc: Mapped[str | None] = mapped_column(Text)
     # set when a configuration error (bad key, cancelled account) paused the account
     attention_reason: Mapped[str | None] = mapped_column(Text)
+    # the name of the GMI key's quota in api_quotas (a fingerprint, never the key); kept current
+    # by the producer, so that dispatch and status see which accounts share a GMI quota
+    gmi_scope: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -214,14 +218,25 @@ class PollState(Base):
 
 
 class ApiQuota(Base):
-    """What the APIs last told us about a quota, shared by every process of a deployment."""
+    """One quota window, shared by every process of a deployment (see ``shared.quota_plan``).
+
+    Billomat's windows are what its answers announced; GMI's are counted by us.
+    """
 
     __tablename__ = "api_quotas"
 
-    api: Mapped[str] = mapped_column(String(10), primary_key=True)
+    api: Mapped[str] = mapped_column(String(10), primary_key=True)  # billomat | gmi | gmi.min …
     scope: Mapped[str] = mapped_column(String(100), primary_key=True)  # billomat id / key hash
     remaining: Mapped[int | None] = mapped_column(Integer)
     reset_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # calls admitted in this window whose answer has not come yet (Billomat)
+    in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the window's size and length: configured (GMI) or learned from the answers (Billomat)
+    window_limit: Mapped[int | None] = mapped_column(Integer)
+    window_seconds: Mapped[float | None] = mapped_column(Float)
+    # calls of the window document work leaves for the polls due before it resets (the producer
+    # plans them)
+    keep: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -24,6 +24,7 @@ from shared.http import (
     DEFAULT_TIMEOUT,
     ApiHooks,
     Call,
+    CallGate,
     ResponseShapeError,
     SecretHeaderAuth,
     Transport,
@@ -366,6 +367,7 @@ class GmiClient:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         hooks: ApiHooks | None = None,
         application: str = "belegsync",
+        gate: CallGate | None = None,
     ) -> None:
         try:
             auth = SecretHeaderAuth({"X-API-KEY": api_key})
@@ -380,6 +382,7 @@ class GmiClient:
             hooks=hooks,
             # Optional header naming the document source (getmyinvoices.md §1.3).
             headers={"x-application": application},
+            gate=gate,
         )
 
     def __repr__(self) -> str:

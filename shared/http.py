@@ -92,6 +92,13 @@ class ApiHooks(Protocol):
         """The API refused a call because a quota is used up."""
 
 
+class CallGate(Protocol):
+    """Decides, before a call is sent, whether it may be made now (the shared quota book)."""
+
+    def before_call(self, api: str, endpoint: str) -> None:
+        """Raise ``RateLimitedError`` when the call must wait; otherwise count it."""
+
+
 class NullHooks:
     """Hooks that do nothing."""
 
@@ -357,12 +364,14 @@ class Transport:
         hooks: ApiHooks | None = None,
         headers: Mapping[str, str] | None = None,
         extra_secrets: Iterable[str | None] = (),
+        gate: CallGate | None = None,
     ) -> None:
         connect, read = timeout
         if connect <= 0 or read <= 0:
             raise ValueError("timeouts must be positive")
         self.api = api
         self.hooks: ApiHooks = hooks or NullHooks()
+        self.gate = gate
         self._auth = auth
         self._owns_session = session is None
         self._session = session or build_session()
@@ -378,6 +387,8 @@ class Transport:
             self._session.close()
 
     def send(self, call: Call) -> requests.Response:
+        if self.gate is not None:
+            self.gate.before_call(self.api, call.endpoint)  # may raise RateLimitedError
         headers = dict(self._headers)
         data: bytes | None = None
         if call.send_json:

@@ -41,8 +41,20 @@ class Settings(BaseSettings):
     publish_timeout: float = Field(default=15.0, gt=0)
     # Messages a consumer holds at once; small so that work spreads over consumers.
     prefetch: int = Field(default=1, ge=1, le=100)
-    # Calls kept back per Billomat account so a poll never takes the last of the quota.
+    # The most Billomat calls per window that document work leaves for the import polls due
+    # before the window resets (the reserve is what those polls need, up to this).
     billomat_quota_reserve: int = Field(default=10, ge=0)
+    # GMI's documented limits (getmyinvoices.md §3).  GMI announces nothing, so belegsync counts
+    # its own calls per window; raise these only for an account GMI gave more.  The window
+    # lengths exist for tests and benchmarks with compressed windows.
+    gmi_calls_per_minute: int = Field(default=100, ge=1)
+    gmi_calls_per_day: int = Field(default=2500, ge=1)
+    gmi_uploads_per_hour: int = Field(default=100, ge=1)
+    gmi_minute_seconds: float = Field(default=60.0, gt=0)
+    gmi_day_seconds: float = Field(default=86400.0, gt=0)
+    gmi_hour_seconds: float = Field(default=3600.0, gt=0)
+    # Billomat's clock-aligned quarter hours; only tests and benchmarks compress them.
+    billomat_window_seconds: float = Field(default=900.0, gt=0)
     # How far back (days of document date) an import poll looks behind its cursor.
     import_overlap_days: int = Field(default=31, ge=0)
 

@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from app import bootstrap
 from app.status import documents, overview
 from consumers.worker import Consumer
 from producers.pollers import PollReport
+from producers.scheduler import Producer
 from shared.accounts import AccountChanges, AccountService
 from shared.crypto import SecretBox
 from shared.db import Database
@@ -54,7 +56,29 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.max_attempts:
         env["BELEGSYNC_MAX_ATTEMPTS"] = str(settings.max_attempts)
+    for name in QUOTA_SETTINGS:
+        env[f"BELEGSYNC_{name.upper()}"] = str(getattr(settings, name))
     return env
+
+
+# belegsync's own view of the quotas; spawned processes must share it
+QUOTA_SETTINGS = (
+    "gmi_calls_per_minute",
+    "gmi_calls_per_day",
+    "gmi_uploads_per_hour",
+    "gmi_minute_seconds",
+    "gmi_day_seconds",
+    "gmi_hour_seconds",
+    "billomat_window_seconds",
+    "billomat_quota_reserve",
+)
+# For tests that raise the GMI simulator's limits: GMI announces nothing, so belegsync counts
+# against what it is told the limits are.
+RAISED_GMI_LIMITS = {
+    "gmi_calls_per_minute": 100_000,
+    "gmi_calls_per_day": 10**7,
+    "gmi_uploads_per_hour": 100_000,
+}
 
 
 class Pipeline:
@@ -68,6 +92,10 @@ class Pipeline:
         self.box = SecretBox(settings.secret_key.get_secret_value())
         self.accounts = AccountService(self.db, lambda: self.box)
         self.processes: list[subprocess.Popen[bytes]] = []
+
+    def raise_gmi_limits(self) -> None:
+        """The GMI simulator's limits were raised: belegsync's own count must know it, too."""
+        self.settings = self.settings.model_copy(update=RAISED_GMI_LIMITS)
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -99,6 +127,25 @@ class Pipeline:
                 reports.append(producer.poll_account(account_id))
             return reports
         finally:
+            producer.broker.close()
+            producer.clients.close()
+
+    @contextmanager
+    def producing(self, tick: float = 0.2) -> Iterator[Producer]:
+        """The producer loop in a thread: polls as accounts fall due and releases held and
+        waiting documents as the quotas allow (what `belegsync produce` does)."""
+        producer = bootstrap.build_producer(self.settings, self.db, self.box, None)
+        producer.broker.connect()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=producer.run, args=(stop,), kwargs={"tick": tick}, daemon=True
+        )
+        thread.start()
+        try:
+            yield producer
+        finally:
+            stop.set()
+            thread.join(30)
             producer.broker.close()
             producer.clients.close()
 

@@ -20,7 +20,7 @@ from shared.accounts import AccountChanges
 from shared.domain import Direction
 from simulators import Simulators
 from tests.conftest import IN_CI, PostgresDatabases, service_missing
-from tests.e2e.conftest import Pipeline, PipelineFactory
+from tests.e2e.conftest import RAISED_GMI_LIMITS, Pipeline, PipelineFactory
 
 pytestmark = pytest.mark.chaos
 
@@ -66,7 +66,11 @@ def chaos_pipeline(
         raise AssertionError("unreachable")
     url = postgres_databases.create(migrated=True)
     try:
-        yield pipeline_factory(url, retry_delays="1s,2s,3s", max_attempts=30), sims
+        # The simulator's GMI limits are raised below; belegsync's own count must know that.
+        yield (
+            pipeline_factory(url, retry_delays="1s,2s,3s", max_attempts=30, **RAISED_GMI_LIMITS),
+            sims,
+        )
     finally:
         # whatever happened, leave RabbitMQ running for the rest of the suite
         subprocess.run(["rabbitmqctl", "-q", "start_app"], timeout=120, check=False)

@@ -39,6 +39,7 @@ def test_two_consumer_processes_on_one_queue_sync_200_documents_exactly_once(
     pipeline = any_db_pipeline
     # GMI's 100 calls per minute would turn this into a test of waiting; other tests do that.
     sims.gmi.set_limits(GMI_KEY, per_minute=100_000, per_day=10**7)
+    pipeline.raise_gmi_limits()
     uids = [sims.gmi.seed_document(GMI_KEY, document_number=f"B-{n:03d}") for n in range(200)]
     account_id = pipeline.add_export()
     [report] = pipeline.produce_once()

@@ -151,7 +151,8 @@ def test_backlog_larger_than_the_billomat_window_lands_without_a_single_429(
     bids = [sims.billomat.add_document(BILLOMAT_ID, "invoices") for _ in range(60)]
     pipeline.add_import(document_kinds=["invoices"])
     pipeline.produce_once()
-    pipeline.consume(idle_exit=12.0)
+    with pipeline.producing():  # releases each window's share from the ledger
+        pipeline.consume(idle_exit=12.0)
     assert pipeline.states() == {str(b): "synced" for b in bids}
     assert len(sims.gmi.documents(GMI_KEY)) == 60
     assert sims.billomat.rate_limited_count(BILLOMAT_ID) == 0
@@ -162,39 +163,48 @@ def test_backlog_larger_than_the_billomat_window_lands_without_a_single_429(
 def test_gmi_hourly_upload_limit_means_wait_until_the_next_hour_not_fail(
     pipeline: Pipeline, sims: Simulators
 ) -> None:
+    # Another integration uploads to this GMI account too: GMI refuses although our own count
+    # (100 an hour) has room.  The refusal stops uploads only, until the full hour.
     sims.gmi.set_limits(GMI_KEY, uploads_per_hour=3)
     bids = [sims.billomat.add_document(BILLOMAT_ID, "invoices") for _ in range(5)]
     pipeline.add_import(document_kinds=["invoices"])
     pipeline.produce_once()
-    consumer, thread = pipeline.consume_in_thread()
-    try:
-        pipeline.wait_until(
-            lambda: sims.gmi.request_counts(GMI_KEY).get("POST /documents") == 4,
-            what="three uploads and one refusal",
-        )
-        time.sleep(4)  # a few delay-queue rounds: the waiting documents call nobody
-        assert sims.gmi.request_counts(GMI_KEY)["POST /documents"] == 4
-        assert sims.gmi.rate_limited_count(GMI_KEY) == 1
-        states = pipeline.states()
-        assert sorted(states.values()) == ["pending", "pending", "synced", "synced", "synced"]
-        waiting = [d for d in pipeline.ledger() if d["state"] == "pending"]
-        assert all("quota" in (d["last_error"] or "") for d in waiting)
-        [quota] = [q for q in QuotaBook(pipeline.db).all() if q.api == "gmi"]
-        assert quota.blocked_until is not None
-        assert quota.blocked_until.minute == 0  # GMI's upload quota resets on the full hour
+    with pipeline.producing():
+        consumer, thread = pipeline.consume_in_thread()
+        try:
+            pipeline.wait_until(
+                lambda: sims.gmi.request_counts(GMI_KEY).get("POST /documents") == 4,
+                what="three uploads and one refusal",
+            )
+            time.sleep(4)  # a few release rounds: the waiting documents call nobody
+            assert sims.gmi.request_counts(GMI_KEY)["POST /documents"] == 4
+            assert sims.gmi.rate_limited_count(GMI_KEY) == 1
+            # the refused one's PDF was fetched; the fifth waited without fetching it
+            assert sims.billomat.request_counts(BILLOMAT_ID)["GET /api/invoices/{id}/pdf"] == 4
+            states = pipeline.states()
+            assert sorted(states.values()) == ["pending", "pending", "synced", "synced", "synced"]
+            waiting = [d for d in pipeline.ledger() if d["state"] == "pending"]
+            assert all("quota" in (d["last_error"] or "") for d in waiting)
+            [quota] = [q for q in QuotaBook(pipeline.db).all() if q.api == "gmi.upl"]
+            assert quota.blocked_until is not None
+            assert quota.blocked_until.minute == 0  # GMI's upload quota resets on the full hour
+            # other GMI calls of the key (polls, company lookups) are not blocked
+            assert all(
+                q.blocked_until is None for q in QuotaBook(pipeline.db).all() if q.api == "gmi"
+            )
 
-        # The hour turns: GMI accepts uploads again, and the waiting documents land.
-        sims.gmi.reset_quotas()
-        with pipeline.db.session() as session:
-            row = session.get(ApiQuota, ("gmi", quota.scope))
-            assert row is not None
-            row.blocked_until = datetime.now(UTC)
-        pipeline.wait_until(
-            lambda: set(pipeline.states().values()) == {"synced"}, what="all synced"
-        )
-    finally:
-        consumer.stop.set()
-        thread.join(10)
+            # The hour turns: GMI accepts uploads again, and the waiting documents land.
+            sims.gmi.reset_quotas()
+            with pipeline.db.session() as session:
+                row = session.get(ApiQuota, ("gmi.upl", quota.scope))
+                assert row is not None
+                row.blocked_until = row.reset_at = datetime.now(UTC)
+            pipeline.wait_until(
+                lambda: set(pipeline.states().values()) == {"synced"}, what="all synced"
+            )
+        finally:
+            consumer.stop.set()
+            thread.join(10)
     assert len(sims.gmi.documents(GMI_KEY)) == 5
     assert pipeline.states() == {str(b): "synced" for b in bids}
     assert all(d["attempts"] <= 2 for d in pipeline.ledger())
