@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from app.backlog import backlog_of, quota_view
 from shared.db import Database, Document, PollState, SyncAccount
 from shared.domain import DocState
 from shared.errors import UsageError
 from shared.ledger import counts_by_state
+from shared.quota_plan import QuotaLimits
 
 
 def _iso(value: Any) -> Any:
     return value.isoformat() if value is not None else None
 
 
-def overview(db: Database) -> list[dict[str, Any]]:
-    """One entry per account: direction, polls, and how many documents are in which state."""
+def overview(
+    db: Database, *, now: datetime | None = None, limits: QuotaLimits | None = None
+) -> list[dict[str, Any]]:
+    """One entry per account: direction, polls, how many documents are in which state, the
+    backlog with its ETA at the current quota (``backlog``, ``eta_seconds``, ``backlog_text``)
+    and every quota window the account draws on (``quota``)."""
+    result = _accounts(db)
+    quota_view(db, result, now=now, limits=limits)
+    return result
+
+
+def _accounts(db: Database) -> list[dict[str, Any]]:
     with db.session() as session:
         counts = counts_by_state(session)
         rows = session.execute(
@@ -45,6 +58,10 @@ def overview(db: Database) -> list[dict[str, Any]]:
                     else None,
                     "counts": by_state,
                     "total": sum(by_state.values()),
+                    "backlog": backlog_of(by_state),
+                    # for quota_view; removed there
+                    "_scopes": (account.id, account.billomat_id, account.gmi_scope),
+                    "_archive": bool(account.archive_after_transfer),
                 }
             )
         return result

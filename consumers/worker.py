@@ -429,8 +429,7 @@ class Consumer:
                 return
             if waiting:
                 doc.published_at = None  # back in the backlog: the producer publishes it again
-            if waiting and doc.state == state.value:
-                return  # one history entry per wait, not one per delay round
+            # A wait is one history entry each time (released at most once per window).
             ledger.set_state(session, doc, state, reason, message_id=msg.message_id)
 
     def _hold(self, msg: SyncMessage, reason: str) -> None:

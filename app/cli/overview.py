@@ -14,10 +14,12 @@ pass_app = click.make_pass_decorator(App)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app
 def status(app: App, /, as_json: bool) -> None:
-    """The sync overview: per account, the last and next poll and documents by state."""
+    """The sync overview: per account, the last and next poll, documents by state, the
+    backlog and when it will be drained at the current quota, and the quota windows."""
     from app.status import overview
+    from shared.quota import limits_from
 
-    rows = overview(app.migrated_db())
+    rows = overview(app.migrated_db(), limits=limits_from(app.settings))
     if as_json:
         print_json(rows)
         return
@@ -55,6 +57,33 @@ def status(app: App, /, as_json: bool) -> None:
         ],
         title="sync overview",
     )
+    for row in rows:
+        if row["backlog_text"]:
+            click.echo(f"{row['account']}: {row['backlog_text']}")
+    quotas = [
+        {"account": row["account"], **window, "resets": _clock(window["resets_at"])}
+        for row in rows
+        for window in row["quota"]
+    ]
+    if quotas:
+        print_table(
+            quotas,
+            [
+                ("account", "account"),
+                ("api", "api"),
+                ("window", "window"),
+                ("used", "used"),
+                ("left", "left"),
+                ("limit", "limit"),
+                ("kept_for_polls", "kept for polls"),
+                ("resets", "resets (UTC)"),
+            ],
+            title="quota windows",
+        )
+
+
+def _clock(moment: str | None) -> str | None:
+    return moment[:19].replace("T", " ") if moment else None
 
 
 @click.command("documents")
