@@ -101,7 +101,7 @@ def quota_view(
             for name, key in keys.items():
                 sharing[key].append((row["backlog"], need[name]))
     for row, need, keys, gmi_scope in plans:
-        windows = {name: _window(book, states, key) for name, key in keys.items()}
+        windows = {name: _window(book, states, key, now) for name, key in keys.items()}
         capacities = {
             name: _capacity(state, block, now, book.limits)
             for name, (state, block) in windows.items()
@@ -123,11 +123,11 @@ def quota_view(
 
 
 def _window(
-    book: QuotaBook, states: Mapping[Key, QuotaState], key: Key
+    book: QuotaBook, states: Mapping[Key, QuotaState], key: Key, now: datetime
 ) -> tuple[QuotaState, QuotaState | None]:
     """The window, and for GMI the key's refusal block."""
-    state = book.state(states, *key)
-    block = book.state(states, GMI, key[1]) if key[0] != BILLOMAT else None
+    state = book.state(states, *key, now)
+    block = book.state(states, GMI, key[1], now) if key[0] != BILLOMAT else None
     return state, block
 
 

@@ -214,10 +214,10 @@ class Dispatcher:
         for account in accounts:
             for key in account.need:
                 if key not in room:
-                    state = self._quota.state(states, *key)
+                    state = self._quota.state(states, *key, now)
                     room[key] = state.room(now, limits, work=True)
                     if key[0] in (GMI_MINUTE, GMI_DAY, GMI_UPLOADS):
-                        block = self._quota.state(states, GMI, key[1])
+                        block = self._quota.state(states, GMI, key[1], now)
                         if block.blocked(now):
                             room[key] = 0
         for account in accounts:
@@ -255,9 +255,9 @@ class Dispatcher:
                     break
         next_at: datetime | None = now if active else None
         for key in stopped:
-            free = self._quota.state(states, *key).free_at(now)
+            free = self._quota.state(states, *key, now).free_at(now)
             if key[0] != BILLOMAT:
-                block = self._quota.state(states, GMI, key[1])
+                block = self._quota.state(states, GMI, key[1], now)
                 if block.blocked(now):
                     free = max(free, block.free_at(now))
             if free <= now:

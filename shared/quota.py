@@ -334,12 +334,18 @@ class QuotaBook:
             result[(row.api, row.scope)] = state
         return result
 
-    def state(self, states: Mapping[Key, QuotaState], api: str, scope: str) -> QuotaState:
+    def state(
+        self,
+        states: Mapping[Key, QuotaState],
+        api: str,
+        scope: str,
+        now: datetime | None = None,
+    ) -> QuotaState:
         """The window of ``(api, scope)`` from ``states``, or a fresh one never used yet."""
         state = states.get((api, scope))
         if state is None:
             state = QuotaState(api=api)
-            state.roll(_now(), self.limits)
+            state.roll(now or _now(), self.limits)
         return state
 
     def snapshot(self, api: str, scope: str) -> tuple[int | None, datetime | None]:

@@ -250,7 +250,10 @@ class Capacity:
             return None
         limit = state.window_limit if state.window_limit is not None else limits.billomat_default
         seconds = state.window_seconds or limits.billomat_window_seconds
-        reset_in = (state.free_at(now) - now).total_seconds() if state.reset_at else seconds
+        reset_in = (state.reset_at - now).total_seconds() if state.reset_at else seconds
+        if state.blocked(now):
+            assert state.blocked_until is not None
+            reset_in = max(reset_in, (state.blocked_until - now).total_seconds())
         return cls(
             left_now=state.room(now, limits, work=True),
             per_window=max(0, limit - state.keep),
