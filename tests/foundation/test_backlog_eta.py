@@ -14,7 +14,7 @@ from shared.crypto import SecretBox
 from shared.db import ApiQuota, Database, SyncAccount
 from shared.domain import Direction, DocState
 from shared.ledger import Detected
-from shared.quota_plan import QuotaLimits
+from shared.quota_plan import QuotaLimits, WindowSpec
 from tests.conftest import TEST_SECRET_KEY, make_settings
 from tests.helpers import Cli
 
@@ -57,7 +57,8 @@ def test_eta_of_a_known_backlog_under_a_known_quota(db: Database) -> None:
     now = datetime.now(UTC)
     add_export(db, "big", 100)
     known_billomat_window(db, now)
-    limits = QuotaLimits(billomat_window_seconds=10)
+    # GMI's minute is no limit here (1,000 calls); Billomat's window decides
+    limits = QuotaLimits(billomat_window_seconds=10, gmi_minute=WindowSpec(1000, 60.0))
 
     [row] = overview(db, now=now, limits=limits)
     # 10 calls now, then 30 per window: 90 more need 3 windows, the last starts 5 + 2 * 10 s on
@@ -89,7 +90,9 @@ def test_eta_is_unknown_until_the_windows_are_known(db: Database) -> None:
 def test_status_json_and_table_carry_backlog_and_eta(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = make_settings(database_url, tmp_path, billomat_window_seconds=10)
+    settings = make_settings(
+        database_url, tmp_path, billomat_window_seconds=10, gmi_calls_per_minute=1000
+    )
     db = Database(database_url)
     try:
         add_export(db, "big", 100)
