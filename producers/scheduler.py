@@ -74,8 +74,12 @@ class Producer:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def poll_account(self, account_id: int) -> PollReport:
-        """Poll one account now, publish what it found, and record the outcome."""
+    def poll_account(self, account_id: int, *, release: bool = True) -> PollReport:
+        """Poll one account now, release what the quotas allow, and record the outcome.
+
+        ``release=False``: the caller releases once after polling several accounts, so that
+        their documents are interleaved in the work queue (the loop does that).
+        """
         with self.db.session() as session:
             account = session.get(SyncAccount, account_id)
             if account is None:
@@ -116,7 +120,8 @@ class Producer:
             report.result = "error"
             report.error = str(e)
         try:
-            report.published = self.dispatcher.release().published.get(account_id, 0)
+            if release:
+                report.published = self.dispatcher.release().published.get(account_id, 0)
         except PublishError as e:
             report.result = "error"
             report.error = f"publishing failed: {e}"
@@ -242,10 +247,14 @@ class Producer:
                     if stop.is_set():
                         break
                     if self.claim(account_id, _now()):
-                        report = self.poll_account(account_id)
+                        report = self.poll_account(account_id, release=False)
                         if on_report:
                             on_report(report)
+                # One release after the polls: what they found goes out interleaved.
                 release = self.dispatcher.release()
+                if release.total:
+                    log.info("released %d document(s) of %d account(s)",
+                             release.total, len(release.published))  # fmt: skip
                 if release.next_at is not None:
                     # Wake when the window that stopped an account resets, not a tick later.
                     wait = min(tick, max(0.02, (release.next_at - _now()).total_seconds()))

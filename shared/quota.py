@@ -82,7 +82,8 @@ def limits_from(settings: Settings) -> QuotaLimits:
         gmi_minute=WindowSpec(settings.gmi_calls_per_minute, settings.gmi_minute_seconds),
         gmi_day=WindowSpec(settings.gmi_calls_per_day, settings.gmi_day_seconds),
         gmi_uploads=WindowSpec(settings.gmi_uploads_per_hour, settings.gmi_hour_seconds),
-        billomat_default=BILLOMAT_APP_LIMIT if settings.billomat_app_id else BILLOMAT_DEFAULT_LIMIT,
+        billomat_default=settings.billomat_calls_per_window
+        or (BILLOMAT_APP_LIMIT if settings.billomat_app_id else BILLOMAT_DEFAULT_LIMIT),
         billomat_window_seconds=settings.billomat_window_seconds,
     )
 
@@ -180,13 +181,14 @@ class QuotaBook:
                 )
             admission = Admission()
             for key, state in states.items():
-                if key in wanted:
-                    n = wanted[key]
-                    state.remaining = state.available(now, self.limits) - n
-                    if key[0] == BILLOMAT:
-                        state.in_flight += n
-                    admission.calls[key] = n
-                    admission.windows[key] = state.reset_at
+                if key not in wanted:
+                    continue  # a refusal block: read, not changed
+                n = wanted[key]
+                state.remaining = state.available(now, self.limits) - n
+                if key[0] == BILLOMAT:
+                    state.in_flight += n
+                admission.calls[key] = n
+                admission.windows[key] = state.reset_at
                 _store(rows[key], state, now)
         return admission
 
@@ -239,11 +241,15 @@ class QuotaBook:
         """What Billomat said after a call.  Never raises: bookkeeping must not fail a call.
 
         ``remaining`` counts every call the server has seen; ours still in flight will take
-        theirs too, so what is left for new admissions is at most ``remaining - in_flight``.
+        theirs too, so what is left for new admissions is ``lowest - in_flight``, where
+        ``lowest`` is the lowest ``remaining`` heard in this window (answers may be recorded
+        out of order; a higher one is older news).  Admissions keep that invariant: each takes
+        one from ``remaining`` and adds one to ``in_flight``.
         """
         try:
-            with self._db.session() as session:
-                row = self._get_or_create(session, api, scope)
+            # Locked like an admission: the read-modify-write must not lose a concurrent one.
+            with self._locked([(api, scope)]) as (_, rows):
+                row = rows[(api, scope)]
                 now = _now()
                 if reset_at + WINDOW_SLACK <= now:
                     return  # a late answer from a window that is over
@@ -253,13 +259,14 @@ class QuotaBook:
                 if state.reset_at is not None and reset_at > state.reset_at + tolerance:
                     # Billomat is in a later window than this row: start that one afresh.
                     state.remaining, state.in_flight = None, 0
-                else:
-                    state.in_flight = max(0, state.in_flight - 1)
+                lowest = remaining
+                if state.remaining is not None:
+                    lowest = min(lowest, state.remaining + state.in_flight)
+                state.in_flight = max(0, state.in_flight - 1)
                 # Billomat's word on when the window ends beats our arithmetic.
                 state.reset_at = reset_at
                 state.window_seconds = self.limits.billomat_window_seconds
-                left = remaining - state.in_flight
-                state.remaining = left if state.remaining is None else min(state.remaining, left)
+                state.remaining = lowest - state.in_flight
                 if remaining > 0:  # an answer saying 0 may be a refusal, which counted nothing
                     state.window_limit = max(state.window_limit or 0, remaining + 1)
                 _store(row, state, now)
@@ -270,9 +277,9 @@ class QuotaBook:
         """A Billomat call ended without an answer: it is no longer in flight (it may have
         counted, so the window keeps its decrement)."""
         try:
-            with self._db.session() as session:
-                row = session.get(ApiQuota, (api, scope))
-                if row is not None and row.in_flight:
+            with self._locked([(api, scope)]) as (_, rows):
+                row = rows[(api, scope)]
+                if row.in_flight:
                     row.in_flight -= 1
         except SQLAlchemyError:
             log.warning("could not record an unanswered %s call", api, exc_info=True)
@@ -280,8 +287,8 @@ class QuotaBook:
     def block(self, api: str, scope: str, until: datetime, reason: str) -> None:
         """Nobody calls ``api`` for ``scope`` before ``until``."""
         try:
-            with self._db.session() as session:
-                row = self._get_or_create(session, api, scope)
+            with self._locked([(api, scope)]) as (_, rows):
+                row = rows[(api, scope)]
                 if row.blocked_until is None or row.blocked_until < until:
                     row.blocked_until = until
                 row.reason = reason[:500]

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     gmi_hour_seconds: float = Field(default=3600.0, gt=0)
     # Billomat's clock-aligned quarter hours; only tests and benchmarks compress them.
     billomat_window_seconds: float = Field(default=900.0, gt=0)
+    # Calls per window assumed for a Billomat account before its first answer says (unset: 300,
+    # or 1,000 with a registered app); the answers' figure takes over from then on.
+    billomat_calls_per_window: int | None = Field(default=None, ge=1)
     # How far back (days of document date) an import poll looks behind its cursor.
     import_overlap_days: int = Field(default=31, ge=0)
 

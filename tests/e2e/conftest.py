@@ -57,7 +57,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     if settings.max_attempts:
         env["BELEGSYNC_MAX_ATTEMPTS"] = str(settings.max_attempts)
     for name in QUOTA_SETTINGS:
-        env[f"BELEGSYNC_{name.upper()}"] = str(getattr(settings, name))
+        if getattr(settings, name) is not None:
+            env[f"BELEGSYNC_{name.upper()}"] = str(getattr(settings, name))
     return env
 
 
@@ -70,6 +71,7 @@ QUOTA_SETTINGS = (
     "gmi_day_seconds",
     "gmi_hour_seconds",
     "billomat_window_seconds",
+    "billomat_calls_per_window",
     "billomat_quota_reserve",
 )
 # For tests that raise the GMI simulator's limits: GMI announces nothing, so belegsync counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -90,6 +91,22 @@ def test_billomat_answers_are_read_against_the_calls_still_in_flight(db: Databas
     assert row(db, BILLOMAT, "acme").remaining == 18
 
 
+def test_answers_recorded_out_of_order_lose_no_call(db: Database) -> None:
+    quota = book(db)
+    reset = soon()
+    quota.record(BILLOMAT, "acme", 30, reset)
+    for _ in range(4):
+        quota.admit(SCOPES, Need(billomat=1), work=True)  # remaining 26, 4 in flight
+    # Billomat took call A (29 left), then B (28 left); B's answer is recorded first.
+    quota.record(BILLOMAT, "acme", 28, reset)
+    assert (row(db, BILLOMAT, "acme").remaining, row(db, BILLOMAT, "acme").in_flight) == (25, 3)
+    quota.record(BILLOMAT, "acme", 29, reset)  # A's, late: it was in the 28 already
+    assert (row(db, BILLOMAT, "acme").remaining, row(db, BILLOMAT, "acme").in_flight) == (26, 2)
+    quota.record(BILLOMAT, "acme", 27, reset)
+    quota.record(BILLOMAT, "acme", 26, reset)
+    assert (row(db, BILLOMAT, "acme").remaining, row(db, BILLOMAT, "acme").in_flight) == (26, 0)
+
+
 def test_document_work_leaves_the_polls_reserve_and_a_poll_may_use_it(db: Database) -> None:
     quota = book(db)
     quota.record(BILLOMAT, "acme", 3, soon())
@@ -137,3 +154,33 @@ def test_a_call_outside_any_admission_is_admitted_on_its_own(db: Database) -> No
         gate.before_call("gmi", "POST /documents")
     assert row(db, GMI_MINUTE, SCOPES.gmi).remaining == 98
     assert row(db, GMI_UPLOADS, SCOPES.gmi).remaining == 0
+
+
+def test_concurrent_admissions_and_answers_keep_the_count_exact(db: Database) -> None:
+    """Six consumers admit and hear back at once; Billomat's count and ours end up equal."""
+    quota = book(db)
+    reset = soon()
+    quota.record(BILLOMAT, "acme", 100, reset)
+    server = {"remaining": 100}
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def consumer() -> None:
+        try:
+            for _ in range(10):
+                quota.admit(SCOPES, Need(billomat=1), work=True)
+                with lock:  # Billomat takes the call
+                    server["remaining"] -= 1
+                    answer = server["remaining"]
+                quota.record(BILLOMAT, "acme", answer, reset)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=consumer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert server["remaining"] == 40
+    assert (row(db, BILLOMAT, "acme").remaining, row(db, BILLOMAT, "acme").in_flight) == (40, 0)
