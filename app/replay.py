@@ -102,15 +102,43 @@ class Replayer:
         return report
 
     def _check_account(self, selection: Selection) -> None:
-        if selection.account is None:
-            return
+        """Refuse (exit 2) an account or document that does not exist or has nothing to replay."""
         with self._db.session() as session:
-            exists = session.scalar(
-                select(SyncAccount.id).where(SyncAccount.name == selection.account)
+            if selection.account is not None:
+                exists = session.scalar(
+                    select(SyncAccount.id).where(
+                        SyncAccount.name == selection.account, SyncAccount.live()
+                    )
+                )
+                if exists is None:
+                    raise UsageError(
+                        f"unknown sync account {selection.account!r} "
+                        "(see `belegsync accounts list`)"
+                    )
+            if selection.source_id is None:
+                return
+            query = (
+                select(Document.state, SyncAccount.name)
+                .join(SyncAccount, SyncAccount.id == Document.account_id)
+                .where(Document.source_id == selection.source_id, SyncAccount.live())
             )
-        if exists is None:
+            if selection.account is not None:
+                query = query.where(SyncAccount.name == selection.account)
+            found = session.execute(query).all()
+        where = f" of account {selection.account!r}" if selection.account else ""
+        if not found:
             raise UsageError(
-                f"unknown sync account {selection.account!r} (see `belegsync accounts list`)"
+                f"no document with source id {selection.source_id!r}{where} in the ledger "
+                "(see `belegsync documents`)"
+            )
+        replayable = {DocState.PARKED.value}
+        if selection.stuck_for is not None:
+            replayable |= set(IN_FLIGHT)
+        if not any(state in replayable for state, _ in found):
+            states = ", ".join(f"{state} ({name})" for state, name in found)
+            raise UsageError(
+                f"document {selection.source_id!r}{where} is {states}, not parked: "
+                "nothing to replay"
             )
 
     # -- messages in the parking queue ---------------------------------------------------------

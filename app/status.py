@@ -24,6 +24,7 @@ def overview(db: Database) -> list[dict[str, Any]]:
         rows = session.execute(
             select(SyncAccount, PollState)
             .outerjoin(PollState, PollState.account_id == SyncAccount.id)
+            .where(SyncAccount.live())
             .order_by(SyncAccount.name)
         ).all()
         result = []
@@ -45,6 +46,8 @@ def overview(db: Database) -> list[dict[str, Any]]:
                     else None,
                     "counts": by_state,
                     "total": sum(by_state.values()),
+                    # what the first poll found already in the target, and what it cost
+                    "target_scan": account.target_scan,
                 }
             )
         return result
@@ -88,8 +91,12 @@ def documents(
         query = select(Document, SyncAccount).join(
             SyncAccount, SyncAccount.id == Document.account_id
         )
+        query = query.where(SyncAccount.live())
         if account is not None:
-            if session.scalar(select(SyncAccount.id).where(SyncAccount.name == account)) is None:
+            known = session.scalar(
+                select(SyncAccount.id).where(SyncAccount.name == account, SyncAccount.live())
+            )
+            if known is None:
                 raise UsageError(
                     f"unknown sync account {account!r} (see `belegsync accounts list`)"
                 )

@@ -30,7 +30,7 @@ from kombu.entity import Exchange, Queue
 from kombu.messaging import Consumer, Producer
 
 from shared.domain import Direction, format_duration
-from shared.errors import BrokerUnavailableError
+from shared.errors import BrokerUnavailableError, SetupError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,13 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     kombu.exceptions.ChannelError,
 )
 
+
+# What RabbitMQ answers to a wrong login, an unknown vhost or missing permissions: a
+# configuration error (exit 2), not an outage to retry forever.
+REFUSED: tuple[type[Exception], ...] = (
+    amqp.exceptions.AccessRefused,
+    amqp.exceptions.NotAllowed,
+)
 
 # What makes a process drop its connection and connect again.
 RECONNECT_ON: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, BrokerUnavailableError)
@@ -239,6 +246,14 @@ class Broker:
                     self._keepalive = _Keepalive(self, interval=self.heartbeat / 3)
                     self._keepalive.start()
                 return
+            except REFUSED as e:
+                # Wrong user, password, vhost or permissions: waiting will not fix it.
+                with self.lock:
+                    self._close_quietly()
+                raise SetupError(
+                    f"BELEGSYNC_BROKER_URL: RabbitMQ at {self.safe_url} refused us: "
+                    f"{_reason(e)} (check user, password, vhost and permissions)"
+                ) from e
             except CONNECTION_ERRORS as e:
                 attempt += 1
                 if retries is not None and attempt > retries:
