@@ -62,14 +62,16 @@ def earlier_uploads(items: Iterable[InboxDocument]) -> dict[str, InboxDocument]:
     return found
 
 
-def scan_inbox(billomat: BillomatClient, *, before_call: Callable[[], None]) -> TargetScan:
+def scan_inbox(
+    billomat: BillomatClient, *, before_call: Callable[[], None], per_page: int = PER_PAGE
+) -> TargetScan:
     """Read the whole inbox, page by page; ``before_call`` reserves each call in the quota."""
     scan = TargetScan()
     items: list[InboxDocument] = []
     page_no = 1
     while True:
         before_call()
-        page = billomat.inbox_page(page_no, PER_PAGE, order_by="id ASC")
+        page = billomat.inbox_page(page_no, per_page, order_by="id ASC")
         scan.calls += 1
         items += page.items
         if not page.has_more:

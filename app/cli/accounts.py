@@ -247,7 +247,7 @@ def list_accounts(app: App, as_json: bool) -> None:
     for row in rows:
         row["state"] = "attention" if row["attention"] else "active" if row["enabled"] else "paused"
     width = terminal_width()
-    print_table(rows, ACCOUNT_COLUMNS, empty=NO_ACCOUNTS, width=width)
+    print_table(rows, ACCOUNT_COLUMNS, title="sync accounts", empty=NO_ACCOUNTS, width=width)
     details = []
     for row in rows:
         if row["attention"]:

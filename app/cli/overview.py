@@ -108,7 +108,9 @@ def status(app: App, /, as_json: bool) -> None:
         print_json(rows)
         return
     width = terminal_width()
-    print_table(status_rows(rows), STATUS_COLUMNS, empty=NO_ACCOUNTS, width=width)
+    print_table(
+        status_rows(rows), STATUS_COLUMNS, title="sync overview", empty=NO_ACCOUNTS, width=width
+    )
     details = []
     for row in rows:
         reason = problem(row)
@@ -179,7 +181,7 @@ def documents(
         if not rows:
             click.echo(f"no document with source id {source_id!r} in the ledger")
         return
-    print_table(rows, DOCUMENT_COLUMNS, empty=_no_documents(app, account, state))
+    print_table(rows, DOCUMENT_COLUMNS, title="documents", empty=_no_documents(app, account, state))
 
 
 def _no_documents(app: App, account: str | None, state: str | None) -> str:

@@ -20,8 +20,8 @@ from consumers.worker import Consumer
 from producers.pollers import PollReport
 from shared.accounts import AccountChanges, AccountService
 from shared.crypto import SecretBox
-from shared.db import Database
-from shared.domain import Direction
+from shared.db import Database, SyncAccount
+from shared.domain import Direction, export_marker
 from shared.settings import Settings
 from simulators import Simulators
 from tests.conftest import PostgresDatabases, make_database_url, make_settings
@@ -86,6 +86,16 @@ class Pipeline:
             **settings,
         )  # fmt: skip
         return self.accounts.add(Direction.IMPORT, name, changes).id
+
+    def ref(self, account_id: int) -> str:
+        """The account's never-reused identity, which its inbox markers carry."""
+        with self.db.session() as session:
+            account = session.get(SyncAccount, account_id)
+            assert account is not None
+            return account.ref
+
+    def marker(self, account_id: int, gmi_uid: int) -> str:
+        return export_marker(self.ref(account_id), gmi_uid)
 
     # -- running -------------------------------------------------------------------------------
 
