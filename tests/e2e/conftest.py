@@ -72,19 +72,23 @@ class Pipeline:
     # -- accounts ------------------------------------------------------------------------------
 
     def add_export(self, name: str = "acme-export", **settings: Any) -> int:
-        changes = AccountChanges(
-            gmi_api_key=GMI_KEY, billomat_id=BILLOMAT_ID, billomat_api_key=BILLOMAT_KEY,
-            **settings,
-        )  # fmt: skip
+        keys = {
+            "gmi_api_key": GMI_KEY,
+            "billomat_id": BILLOMAT_ID,
+            "billomat_api_key": BILLOMAT_KEY,
+        }
+        changes = AccountChanges(**(keys | settings))
         changes.require_approval = bool(changes.require_approval)
         changes.archive_after_transfer = bool(changes.archive_after_transfer)
         return self.accounts.add(Direction.EXPORT, name, changes).id
 
     def add_import(self, name: str = "acme-import", **settings: Any) -> int:
-        changes = AccountChanges(
-            gmi_api_key=GMI_KEY, billomat_id=BILLOMAT_ID, billomat_api_key=BILLOMAT_KEY,
-            **settings,
-        )  # fmt: skip
+        keys = {
+            "gmi_api_key": GMI_KEY,
+            "billomat_id": BILLOMAT_ID,
+            "billomat_api_key": BILLOMAT_KEY,
+        }
+        changes = AccountChanges(**(keys | settings))
         return self.accounts.add(Direction.IMPORT, name, changes).id
 
     def ref(self, account_id: int) -> str:
