@@ -257,7 +257,7 @@ def list_accounts(app: App, as_json: bool) -> None:
 
 
 ACCOUNT_COLUMNS = (
-    Column("name", "name", flex=True, min_width=12),
+    Column("name", "name", flex=True, min_width=16),
     Column("direction", "dir"),
     Column("state", "state"),
     Column("billomat_id", "billomat", keep=2, flex=True, min_width=8),

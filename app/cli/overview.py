@@ -23,7 +23,7 @@ NO_ACCOUNTS = (
 )
 
 STATUS_COLUMNS = (
-    Column("account", "account", flex=True, min_width=12),
+    Column("account", "account", flex=True, min_width=16),
     Column("direction", "dir"),
     Column("state", "state"),
     Column("last_poll", "last poll", keep=2),
@@ -121,7 +121,7 @@ def status(app: App, /, as_json: bool) -> None:
 
 
 DOCUMENT_COLUMNS = (
-    Column("account", "account", flex=True, min_width=10),
+    Column("account", "account", flex=True, min_width=16),
     Column("direction", "dir", keep=6),
     Column("source_kind", "kind", keep=5),
     Column("source_id", "source"),

@@ -72,15 +72,16 @@ def layout(
         if needed <= width or not droppable:
             break
         shown.remove(max(droppable, key=lambda i: (columns[i].keep, i)))
-    fixed = sum(natural[i] for i in shown if not columns[i].flex) + GAP * (len(shown) - 1)
+    widths = {i: floor(i) for i in shown}
+    extra = width - sum(widths.values()) - GAP * (len(shown) - 1)
     flexible = [i for i in shown if columns[i].flex]
-    widths = {i: natural[i] for i in shown}
-    room = width - fixed
-    # Narrow flexible columns first get what they need; the rest share what remains.
-    for count, i in enumerate(sorted(flexible, key=lambda i: natural[i])):
-        share = room // (len(flexible) - count) if room > 0 else 0
-        widths[i] = max(floor(i), min(natural[i], share))
-        room -= widths[i]
+    # Flexible columns get the room left over, in equal shares; one that needs less than its
+    # share leaves the rest to the others.
+    for count, i in enumerate(sorted(flexible, key=lambda i: natural[i] - widths[i])):
+        share = max(0, extra) // (len(flexible) - count)
+        grow = min(natural[i] - widths[i], share)
+        widths[i] += grow
+        extra -= grow
     return [(i, widths[i]) for i in shown]
 
 
