@@ -80,6 +80,7 @@ class Replayer:
     def __init__(self, db: Database, broker: Broker) -> None:
         self._db = db
         self._broker = broker
+        self._actor: str | None = None
 
     def replay(
         self,
@@ -87,8 +88,11 @@ class Replayer:
         *,
         dry_run: bool = False,
         on_item: Callable[[ReplayItem], None] | None = None,
+        actor: str | None = None,
     ) -> ReplayReport:
+        """``actor``: the console user replaying; written into each document's history."""
         selection.check()
+        self._actor = actor
         self._check_account(selection)
         report = ReplayReport()
 
@@ -244,7 +248,7 @@ class Replayer:
         doc.attempts = 0
         doc.error_class = None
         doc.last_error = None
-        ledger.set_state(session, doc, DocState.PENDING, reason)
+        ledger.set_state(session, doc, DocState.PENDING, reason, actor=self._actor)
         message = message_for(account, doc)  # with a new message id
         self._broker.publish_work(
             message.to_json(),
