@@ -65,13 +65,17 @@ class Selection:
     # also rebuild messages of documents in flight that have not moved for this long (their
     # message may have been purged from a queue by hand)
     stuck_for: timedelta | None = None
+    # exactly these (account name, source id) pairs (the console's selection)
+    documents: frozenset[tuple[str, str]] | None = None
 
     def check(self) -> None:
-        if not (self.account or self.source_id or self.everything):
+        if not (self.account or self.source_id or self.everything or self.documents):
             raise UsageError("choose what to replay: --all, --account NAME or --document SOURCE_ID")
 
     def matches(self, account: str, source_id: str) -> bool:
         if self.account is not None and account != self.account:
+            return False
+        if self.documents is not None and (account, source_id) not in self.documents:
             return False
         return self.source_id is None or source_id == self.source_id
 
