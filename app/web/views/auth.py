@@ -33,7 +33,11 @@ def _login_form(
     request: Request, *, error: str | None = None, name: str = "", status: int = 200
 ) -> Response:
     tokens = console_of(request).login_tokens
-    nonce = tokens.nonce()
+    # Keep the nonce the browser has: a second tab, or the favicon's request, must not make
+    # the form of the first one stale.
+    nonce = request.cookies.get(LOGIN_COOKIE) or ""
+    if not (16 <= len(nonce) <= 64 and nonce.replace("-", "").replace("_", "").isalnum()):
+        nonce = tokens.nonce()
     response = render(
         request,
         "login.html",
