@@ -5,6 +5,9 @@ German; a test checks that every text in the templates has its German entry.  Th
 the ``lang`` cookie (the switch in the header) or else the browser's Accept-Language.
 """
 
+# A catalogue reads best with one entry per line, however long the sentence.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -49,9 +49,7 @@ class RunningConsole:
         assert response.status_code == 303, response.text[:500]
         return session
 
-    def try_login(
-        self, session: requests.Session, user: str, password: str
-    ) -> requests.Response:
+    def try_login(self, session: requests.Session, user: str, password: str) -> requests.Response:
         page = session.get(self.url("/login"), timeout=10)
         return session.post(
             self.url("/login"),

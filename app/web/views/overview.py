@@ -47,7 +47,7 @@ def _grouped(counts: dict[str, int]) -> dict[str, int]:
 
 def rows(console: Console) -> list[dict[str, Any]]:
     with console.db.session() as session:
-        ids = {name: id_ for name, id_ in session.execute(select(SyncAccount.name, SyncAccount.id))}
+        ids: dict[str, int] = dict(session.execute(select(SyncAccount.name, SyncAccount.id)).all())
     quotas = quota_left(console.db, console.box)
     result = []
     now = datetime.now(UTC)
