@@ -40,9 +40,23 @@ SECRET = {
 }
 
 
+# Settings of the other direction are not the account's; they stay out of its history.
+NOT_FOR = {
+    "export": {"default_document_type", "default_tags", "default_company", "document_kinds",
+               "webhook_username", "webhook_password_enc"},
+    "import": {"document_types", "tags", "require_approval", "archive_after_transfer",
+               "date_from", "date_to"},
+}  # fmt: skip
+
+
 def snapshot(account: SyncAccount) -> dict[str, Any]:
     """The account's settings as plain values (secrets as their ciphertext, for comparing)."""
-    return {name: _plain(getattr(account, name, None)) for name in (*SHOWN, *SECRET)}
+    skip = NOT_FOR.get(account.direction, set())
+    return {
+        name: _plain(getattr(account, name, None))
+        for name in (*SHOWN, *SECRET)
+        if name not in skip
+    }
 
 
 def _plain(value: Any) -> Any:

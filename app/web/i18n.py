@@ -201,6 +201,12 @@ GERMAN: dict[str, str] = {
     "Replay now": "Jetzt erneut verarbeiten",
     "Replayed {n} documents.": "{n} Dokumente erneut verarbeitet.",
     "Action": "Aktion",
+    "would move": "würde verschoben",
+    "would rebuild": "würde neu erstellt",
+    "moved": "verschoben",
+    "rebuilt": "neu erstellt",
+    "dropped (synced since)": "verworfen (inzwischen synchronisiert)",
+    "dropped (duplicate)": "verworfen (doppelt)",
     "Fix the cause first; replayed documents go back to work with their attempts reset.": "Beheben Sie zuerst die Ursache; erneut verarbeitete Dokumente starten mit "
     "zurückgesetzten Versuchen.",
     "Choose at least one document.": "Wählen Sie mindestens ein Dokument.",

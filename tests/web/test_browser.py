@@ -135,11 +135,11 @@ def test_login_wizard_sync_park_replay_logout_in_chromium(
     # The page refreshes itself (no reload here): the counts arrive within a refresh period.
     page.wait_for_selector("#overview[data-refreshed]", timeout=30_000)
     export_row = page.locator("tr", has=page.locator("a:text-is('acme-export')"))
-    assert export_row.locator("td.num").nth(0).inner_text() == "2"  # synced
-    assert export_row.locator("td.num").nth(4).inner_text() == "1"  # parked
+    assert export_row.locator("[data-state=synced]").inner_text() == "2 synchronisiert"
+    assert export_row.locator("[data-state=parked]").inner_text() == "1 geparkt"
     assert "braucht Aufmerksamkeit" in export_row.inner_text()
     import_row = page.locator("tr", has=page.locator("a:text-is('acme-import')"))
-    assert import_row.locator("td.num").nth(0).inner_text() == "2"
+    assert import_row.locator("[data-state=synced]").inner_text() == "2 synchronisiert"
     shots(page, "overview-after-sync")
 
     # -- the documents pages ----------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_login_wizard_sync_park_replay_logout_in_chromium(
     page.check(f"input[name=doc][aria-label='{parked_uid}']")
     page.click("button:has-text('Erneute Verarbeitung der Auswahl')")
     page.wait_for_selector("text=Vorschau der erneuten Verarbeitung")
-    assert "would move" in page.content()
+    assert "würde verschoben" in page.content()
     shots(page, "replay-preview")
     assert web.pipeline.states()[str(parked_uid)] == "parked"  # the preview changed nothing
     page.click("button:has-text('Jetzt erneut verarbeiten')")

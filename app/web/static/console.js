@@ -42,6 +42,7 @@ function wizard() {
     if (steps.length < 2) { return; }
     form.classList.add("js-steps");
     var submit = form.querySelector("[data-submit]");
+    var leave = form.querySelector("[data-back-link]");
     var current = 0;
     // After a refused save, open the first step that holds an error.
     steps.forEach(function (step, index) {
@@ -65,6 +66,7 @@ function wizard() {
       current = index;
       steps.forEach(function (step, i) { step.hidden = i !== index; });
       back.hidden = index === 0;
+      if (leave) { leave.hidden = index !== 0; }
       next.hidden = index === steps.length - 1;
       submit.hidden = index !== steps.length - 1;
     }
