@@ -53,9 +53,7 @@ def snapshot(account: SyncAccount) -> dict[str, Any]:
     """The account's settings as plain values (secrets as their ciphertext, for comparing)."""
     skip = NOT_FOR.get(account.direction, set())
     return {
-        name: _plain(getattr(account, name, None))
-        for name in (*SHOWN, *SECRET)
-        if name not in skip
+        name: _plain(getattr(account, name, None)) for name in (*SHOWN, *SECRET) if name not in skip
     }
 
 

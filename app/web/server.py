@@ -74,6 +74,9 @@ class ServerThread:
             proxy_headers=self._proxy_headers,
             forwarded_allow_ips=self._forwarded_allow_ips,
         )
+        # No access lines, whatever logging configuration a host process brings: they would
+        # repeat what the apps log themselves, and carry query strings into the logs.
+        logging.getLogger("uvicorn.access").disabled = True
         self._server = uvicorn.Server(config)
         sockets = [self._socket]
         self._thread = threading.Thread(
