@@ -123,3 +123,30 @@ def test_document_detail_has_the_history_with_its_actor(db: Database) -> None:
     assert detail["history"][-1]["actor"] == "anna"
     assert detail["billomat_id"] == "acme"
     assert document_detail(db, 10**9) is None
+
+
+def test_the_documents_command_searches_and_pages_like_the_console(
+    db: Database, capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    from tests.conftest import make_settings
+    from tests.helpers import Cli
+
+    seed(db)
+    cli = Cli(make_settings(db.url, Path(str(tmp_path))), capsys)
+    found = cli("documents", "--search", "RE-004", "--json")
+    assert found.code == 0, found.err
+    assert [r["document_number"] for r in json.loads(found.out)] == [
+        f"RE-004{n}" for n in range(9, -1, -1)
+    ]
+    first = json.loads(cli("documents", "--search", "", "--limit", "5", "--json").out)
+    second = json.loads(
+        cli("documents", "--search", "", "--limit", "5", "--after", str(first[-1]["id"]),
+            "--json").out
+    )  # fmt: skip
+    assert [r["id"] for r in first + second] == sorted(
+        (r["id"] for r in first + second), reverse=True
+    )
+    assert len({r["id"] for r in first + second}) == 10
