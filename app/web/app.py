@@ -49,6 +49,8 @@ CONTENT_SECURITY_POLICY = (
 # Forms are small: a settings page, a login, a selection of ledger rows.
 MAX_FORM_FIELDS = 5000
 MAX_FORM_PART = 64 * 1024
+# Any body bigger than this is refused (413) before a form parser sees it, logged in or not.
+MAX_BODY_BYTES = 1_000_000
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/static/")
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -255,6 +257,7 @@ def create_app(console: Console) -> Starlette:
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={404: not_found, 500: server_error},
+        max_body_size=MAX_BODY_BYTES,
     )
     app.state.console = console
     return app

@@ -305,3 +305,10 @@ def test_language_follows_the_browser_and_the_switch(web: RunningConsole) -> Non
     outside = session.get(web.url("/lang/en?next=//evil.example"), allow_redirects=False,
                           timeout=15)  # fmt: skip
     assert outside.headers["location"] == "/"
+
+
+def test_an_oversized_body_is_refused_before_anyone_parses_it(web: RunningConsole) -> None:
+    response = requests.post(
+        web.url("/login"), data={"name": "x" * 2_000_000, "password": "y"}, timeout=30
+    )
+    assert response.status_code == 413
