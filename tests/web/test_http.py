@@ -266,6 +266,9 @@ def test_edit_writes_the_account_history_with_the_user_and_an_untouched_save_cha
         (USER, "paused", ""),
     ]
     assert "GMI-NEW-KEY-0099" not in str(history)
+    overview = session.get(web.url("/"), headers={"Accept-Language": "en"}, timeout=15).text
+    assert "paused</span>" in overview
+    assert f"{USER}, " in overview  # who paused it, and when
 
 
 def test_remove_needs_the_name_typed_and_is_in_the_history(web: RunningConsole) -> None:

@@ -14,19 +14,20 @@ from starlette.routing import BaseRoute, Route
 from app.status import overview as status_overview
 from app.status import quota_left
 from app.web.app import Console, console_of, page, render
-from shared.db import SyncAccount
+from app.web.i18n import when
+from shared.db import AccountEvent, SyncAccount
 
 REFRESH_SECONDS = 10
 # Columns of the "documents by state" cell, in the order a person reads them.
 SHOWN_STATES = ("synced", "pending", "waiting", "retrying", "parked", "skipped")
 
 
-def _state(row: dict[str, Any]) -> tuple[str, str | None]:
+def _state(row: dict[str, Any], paused_by: str | None) -> tuple[str, str | None]:
     """(active | paused | needs attention, why)."""
     if row.get("attention"):
         return "needs attention", str(row["attention"])
     if not row["enabled"]:
-        return "paused", None
+        return "paused", paused_by
     if row["counts"].get("parked"):
         return "needs attention", "parked documents"
     if row.get("last_poll_result") not in (None, "ok", "skipped_quota", "rate_limited"):
@@ -48,11 +49,17 @@ def _grouped(counts: dict[str, int]) -> dict[str, int]:
 def rows(console: Console) -> list[dict[str, Any]]:
     with console.db.session() as session:
         ids: dict[str, int] = dict(session.execute(select(SyncAccount.name, SyncAccount.id)).all())
+        # Who paused an account, and when: the newest "paused" entry of its history.
+        paused_by: dict[int | None, str] = {}
+        for event in session.scalars(
+            select(AccountEvent).where(AccountEvent.action == "paused").order_by(AccountEvent.id)
+        ):
+            paused_by[event.account_id] = f"{event.actor}, {when(event.at.isoformat())}"
     quotas = quota_left(console.db, console.box)
     result = []
     now = datetime.now(UTC)
     for row in status_overview(console.db):
-        state, why = _state(row)
+        state, why = _state(row, paused_by.get(ids.get(row["account"])))
         next_at = row.get("next_poll_at")
         overdue = next_at is not None and datetime.fromisoformat(str(next_at)) <= now
         result.append(
