@@ -85,7 +85,11 @@ async def create_account(request: Request) -> Response:
 
 def _load(console: Console, account_id: int) -> SyncAccount | None:
     with console.db.session() as session:
-        return session.get(SyncAccount, account_id)
+        account = session.get(SyncAccount, account_id)
+    # A removed account may keep its row (and ledger) behind the scenes; it has no page.
+    if account is None or getattr(account, "removed_at", None) is not None:
+        return None
+    return account
 
 
 def _account_view(console: Console, account: SyncAccount) -> dict[str, Any]:
