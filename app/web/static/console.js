@@ -49,7 +49,7 @@ function wizard() {
       if (current === 0 && step.querySelector(".has-error")) { current = index; }
     });
     var nav = document.createElement("div");
-    nav.className = "actions";
+    nav.className = "wizard-nav";
     var back = document.createElement("button");
     back.type = "button";
     back.textContent = form.getAttribute("data-back") || "←";
@@ -60,7 +60,7 @@ function wizard() {
     next.textContent = form.getAttribute("data-next") || "→";
     nav.appendChild(back);
     nav.appendChild(next);
-    submit.parentNode.insertBefore(nav, submit.parentNode.firstChild);
+    submit.parentNode.insertBefore(nav, submit);
 
     function show(index) {
       current = index;
