@@ -10,7 +10,6 @@ command line and the web console refuse the same things with the same sentences.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from shared.adoption import adopt_landed
 from shared.crypto import SecretBox, mask
-from shared.db import Database, Document, PollState, SyncAccount
+from shared.db import Database, Document, PollState, SyncAccount, new_ref
 from shared.domain import (
     DEFAULT_IMPORT_DOCUMENT_TYPE,
     DEFAULT_IMPORT_KINDS,
@@ -40,6 +39,8 @@ from shared.domain import (
     format_duration,
 )
 from shared.errors import SecretKeyError, SetupError, UsageError
+from shared.history import differences, snapshot
+from shared.history import record as record_history
 
 DEFAULT_INTERVAL_SECONDS = 15 * 60
 UNREADABLE_KEYS = (
@@ -47,18 +48,6 @@ UNREADABLE_KEYS = (
     "them again with `belegsync accounts update {name} --gmi-api-key - --billomat-api-key -`, "
     "then `belegsync accounts resume {name}`"
 )
-
-
-def new_ref() -> str:
-    """A fresh account identity: 64 random bits, never a bare number.
-
-    Accounts from before refs existed carry their old table id ("1", "2" …) as ref; a new ref
-    always holds a letter, so it can never be taken for one of those.
-    """
-    while True:
-        ref = secrets.token_hex(8)
-        if not ref.isdigit():
-            return ref
 
 
 def unreadable_keys(name: str) -> str:
@@ -241,11 +230,23 @@ class AccountService:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def add(self, direction: Direction, name: str, changes: AccountChanges) -> SyncAccount:
+    # ``actor`` (the console user's name): when given, the change is written to the account
+    # history in the same transaction.
+
+    def add(
+        self,
+        direction: Direction,
+        name: str,
+        changes: AccountChanges,
+        *,
+        actor: str | None = None,
+        check_key: bool = True,
+    ) -> SyncAccount:
         """A new account; what removed accounts with the same identity saw land is adopted.
 
         Every rule is checked before the secret key is touched: a refused account leaves no
-        key file and no row behind.
+        key file and no row behind.  ``check_key``: refuse a secret key that opens none of the
+        accounts already stored (their keys and the new ones would need two different keys).
         """
         check_account_name(name)
         _check_applicable(direction, changes)
@@ -281,6 +282,8 @@ class AccountService:
         self._validate(account, changes)
         with self._db.session() as session:
             self._check_name_free(session, name)
+        if check_key and self.has_accounts():
+            self.check_secret_key()
         # The key (perhaps its new file) before the write transaction: getting it may read
         # the database, and SQLite would make that wait for our own write lock.
         box = self.box
@@ -290,14 +293,33 @@ class AccountService:
             session.add(account)
             session.flush()
             session.add(PollState(account_id=account.id, cursor={}, polls=0))
-            adopt_landed(session, account, box)
+            adoption = adopt_landed(session, account, box)
+            if actor is not None:
+                details = differences({}, snapshot(account)).replace("– → ", "")
+                if adoption.adopted:
+                    details += (
+                        f"; {adoption.adopted} document(s) already in the target known from "
+                        f"removed {', '.join(adoption.removed_accounts)}"
+                    )
+                record_history(session, account, actor, "added", f"{direction.value}; {details}")
         return account
 
-    def update(self, name: str, changes: AccountChanges) -> SyncAccount:
+    def update(
+        self,
+        name: str,
+        changes: AccountChanges,
+        *,
+        actor: str | None = None,
+        check_key: bool = True,
+    ) -> SyncAccount:
         if changes.gmi_api_key or changes.billomat_api_key or changes.webhook_password:
+            if check_key:
+                # New secrets under a key that opens none of the other accounts: refused.
+                self.check_secret_key(besides=name)
             _ = self.box  # outside the write transaction (see add)
         with self._db.session() as session:
             account = self.get(session, name)
+            before = snapshot(account)
             direction = Direction(account.direction)
             _check_applicable(direction, changes)
             if changes.name is not None and changes.name != name:
@@ -314,11 +336,16 @@ class AccountService:
                 account.poll_state.cursor = {}
                 account.poll_state.next_due_at = None
             account.updated_at = datetime.now(UTC)
+            changed = differences(before, snapshot(account))
+            if actor is not None and changed:
+                record_history(session, account, actor, "updated", changed)
             return account
 
-    def set_enabled(self, name: str, enabled: bool) -> SyncAccount:
+    def set_enabled(self, name: str, enabled: bool, *, actor: str | None = None) -> SyncAccount:
         with self._db.session() as session:
             account = self.get(session, name)
+            if actor is not None and (enabled != account.enabled or account.attention_reason):
+                record_history(session, account, actor, "resumed" if enabled else "paused")
             account.enabled = enabled
             if enabled:
                 account.attention_reason = None
@@ -327,7 +354,7 @@ class AccountService:
             account.updated_at = datetime.now(UTC)
             return account
 
-    def remove(self, name: str) -> int:
+    def remove(self, name: str, *, actor: str | None = None) -> int:
         """Remove an account; returns how many ledger rows it keeps.
 
         The row stays (marked removed, paused) with its ledger, so that what landed is never
@@ -337,6 +364,8 @@ class AccountService:
         """
         with self._db.session() as session:
             account = self.get(session, name)
+            if actor is not None:
+                record_history(session, account, actor, "removed")
             account.removed_at = datetime.now(UTC)
             account.enabled = False
             account.updated_at = account.removed_at

@@ -2,7 +2,7 @@
 what the first poll found already in the target.
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0004
 Create Date: 2026-12-02
 
 - ``sync_accounts.ref``: markers used the table id, which a new account could get again.
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | None = "0001"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

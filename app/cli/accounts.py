@@ -220,9 +220,6 @@ def add_import(app: App, /, name: str, **kw: Any) -> None:
 def _added(
     app: App, direction: Direction, name: str, changes: AccountChanges, interval: str
 ) -> None:
-    if app.accounts.has_accounts():
-        # Keys stored under a second secret key would make one group of accounts unreadable.
-        app.accounts.check_secret_key()
     account = app.accounts.add(direction, name, changes)
     click.echo(f"added {direction.value} account {account.name!r} (every {interval})")
     adopted = app.accounts.document_count(account.id)
@@ -299,8 +296,6 @@ def update(app: App, /, name: str, **kw: Any) -> None:
     changes = _changes(kw)
     if changes == AccountChanges():
         raise UsageError("nothing to update: give at least one option (see --help)")
-    if changes.gmi_api_key or changes.billomat_api_key or changes.webhook_password:
-        app.accounts.check_secret_key(besides=name)
     account = app.accounts.update(name, changes)
     click.echo(f"updated account {account.name!r}")
 

@@ -96,7 +96,7 @@ def test_list_is_a_table_by_default_and_json_on_request(cli: Cli) -> None:
     assert table.code == 0
     assert "one" in table.out
     assert "two" in table.out
-    assert "dir" in table.out.splitlines()[0]
+    assert "dir" in table.out.splitlines()[1]  # the header, below the title
     rows = cli("accounts", "list", "--json").json()
     assert [(r["name"], r["direction"]) for r in rows] == [("one", "export"), ("two", "import")]
 
@@ -392,3 +392,25 @@ def test_wrong_secret_key_gives_a_clear_error(
     )
     with pytest.raises(SetupError, match="BELEGSYNC_SECRET_KEY: not a valid Fernet key"):
         make_settings(database_url, tmp_path, secret_key="not-a-key")
+
+
+def test_keys_are_not_stored_under_a_second_secret_key(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = Cli(make_settings(database_url, tmp_path), capsys)
+    add_export(first, "acme")
+    add_export(first, "acme-2")
+    other = Cli(make_settings(database_url, tmp_path, secret_key=generate_key()), capsys)
+    before = snapshot(database_url)
+    for args in (
+        ("accounts", "add", "export", "typo", *EXPORT_ARGS),
+        ("accounts", "update", "acme", "--gmi-api-key", "new-gmi-key-9999"),
+    ):
+        result = other(*args)
+        assert result.code == 2
+        assert result.err.startswith(
+            "belegsync: error: BELEGSYNC_SECRET_KEY cannot decrypt the API keys of any of the"
+        )
+    assert snapshot(database_url) == before
+    # with the right key both work
+    assert first("accounts", "update", "acme", "--gmi-api-key", "new-gmi-key-9999").code == 0
