@@ -110,7 +110,7 @@ class Replayer:
         return report
 
     def _check_account(self, selection: Selection) -> None:
-        """Refuse (exit 2) an account or document that does not exist or has nothing to replay."""
+        """Refuse (exit 2) an account or a document the ledger does not know."""
         with self._db.session() as session:
             if selection.account is not None:
                 exists = session.scalar(
@@ -126,7 +126,7 @@ class Replayer:
             if selection.source_id is None:
                 return
             query = (
-                select(Document.state, SyncAccount.name)
+                select(Document.id)
                 .join(SyncAccount, SyncAccount.id == Document.account_id)
                 .where(Document.source_id == selection.source_id, SyncAccount.live())
             )
@@ -138,15 +138,6 @@ class Replayer:
             raise UsageError(
                 f"no document with source id {selection.source_id!r}{where} in the ledger "
                 "(see `belegsync documents`)"
-            )
-        replayable = {DocState.PARKED.value}
-        if selection.stuck_for is not None:
-            replayable |= set(IN_FLIGHT)
-        if not any(state in replayable for state, _ in found):
-            states = ", ".join(f"{state} ({name})" for state, name in found)
-            raise UsageError(
-                f"document {selection.source_id!r}{where} is {states}, not parked: "
-                "nothing to replay"
             )
 
     # -- messages in the parking queue ---------------------------------------------------------

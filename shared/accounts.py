@@ -354,6 +354,25 @@ class AccountService:
             account.updated_at = datetime.now(UTC)
             return account
 
+    def recheck(self, names: Sequence[str] = ()) -> tuple[str, ...]:
+        """Make the next poll of these export accounts (all when none are named) look in the
+        target again — after the database was restored from a backup that knows less than the
+        target does.  Returns the names of the accounts that will look."""
+        with self._db.session() as session:
+            if names:
+                accounts = [self.get(session, name) for name in names]
+            else:
+                accounts = list(session.scalars(select(SyncAccount).where(SyncAccount.live())))
+            chosen = []
+            for account in accounts:
+                if account.direction != Direction.EXPORT.value:
+                    continue  # GMI refuses identical content itself: nothing to look at first
+                account.target_scan = None
+                if account.poll_state is not None:
+                    account.poll_state.next_due_at = None
+                chosen.append(account.name)
+            return tuple(chosen)
+
     def remove(self, name: str, *, actor: str | None = None) -> int:
         """Remove an account; returns how many ledger rows it keeps.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,15 @@ EXPECTED: dict[str, str] = {
     "prefetch": "a whole number from 1 to 100",
     "billomat_quota_reserve": "a whole number from 0 to 1000",
     "import_overlap_days": "a whole number of days from 0 to 3650",
+    "web_session_secret": "a secret of at least 16 characters without spaces",
+    "web_secure_cookies": "true or false",
+    "web_session_idle_minutes": "a whole number of minutes from 1 to 525600 (a year)",
+    "web_trusted_proxies": "IP addresses or networks separated by commas, or *",
 }
 # Values never repeated in an error line: keys, and URLs that may carry a password.
-NOT_SHOWN = frozenset({"secret_key", "billomat_app_secret", "database_url", "broker_url"})
+NOT_SHOWN = frozenset(
+    {"secret_key", "billomat_app_secret", "database_url", "broker_url", "web_session_secret"}
+)
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _WORD_RE = re.compile(r"^\S{1,200}$")
@@ -211,7 +218,7 @@ class Settings(BaseSettings):
     # Set the session cookie's Secure flag: on whenever the console is reached over HTTPS.
     web_secure_cookies: bool = False
     # A session ends after this long without a request (and at logout).
-    web_session_idle_minutes: int = Field(default=720, ge=1)
+    web_session_idle_minutes: int = Field(default=720, ge=1, le=525600)
     # Addresses whose X-Forwarded-For is believed (a TLS proxy in front); comma-separated.
     web_trusted_proxies: str = "127.0.0.1"
 
@@ -293,6 +300,28 @@ class Settings(BaseSettings):
         if value.upper() not in LOG_LEVELS:
             raise ValueError("expected " + EXPECTED["log_level"])
         return value.upper()
+
+    @field_validator("web_session_secret")
+    @classmethod
+    def _check_session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"\S{16,}", value.get_secret_value()):
+            raise ValueError("expected " + EXPECTED["web_session_secret"])
+        return value
+
+    @field_validator("web_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address: expected " + EXPECTED["web_trusted_proxies"]
+                ) from None
+        return ",".join(items)
 
     @model_validator(mode="after")
     def _app_id_and_secret_together(self) -> Settings:

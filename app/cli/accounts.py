@@ -318,6 +318,22 @@ def resume(app: App, name: str) -> None:
     click.echo(f"resumed account {name!r}")
 
 
+@accounts.command("recheck")
+@click.argument("names", nargs=-1)
+@pass_app
+def recheck(app: App, names: tuple[str, ...]) -> None:
+    """Let the next poll of export accounts (all, or NAMES) look in the Billomat inbox again.
+
+    Run it after restoring the database from a backup: what landed after the backup is found
+    there and not uploaded again.  Import accounts need nothing (GMI refuses identical content).
+    """
+    chosen = app.accounts.recheck(names)
+    if not chosen:
+        click.echo("no export accounts to recheck")
+        return
+    click.echo(f"the next poll looks in the Billomat inbox first: {', '.join(chosen)}")
+
+
 @accounts.command("remove")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

@@ -182,3 +182,45 @@ def test_import_removed_and_added_again_or_restored_from_nothing_uploads_nothing
     # the cost of recognising each document: its PDF, one refused upload, one lookup by number
     assert gmi_calls.get("POST /documents") == 4
     assert pdf_calls == 4
+
+
+def test_after_restoring_an_older_backup_recheck_finds_what_landed_since(
+    pipeline: Pipeline,
+    pipeline_factory: PipelineFactory,
+    sims: Simulators,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = seed_gmi(sims, 2, prefix="A")
+    pipeline.add_export()
+    pipeline.produce_once()
+    pipeline.consume()
+    backup = tmp_path / "backup.db"
+    sqlite_copy(pipeline.settings.database_url, backup)  # tonight's backup
+    later = seed_gmi(sims, 2, prefix="B")
+    pipeline.produce_once()
+    pipeline.consume()
+    assert inbox_copies(sims) == {str(uid): 1 for uid in [*first, *later]}
+
+    restored = pipeline_factory(f"sqlite:///{backup}")  # the database is restored from it
+    result = Cli(restored.settings, capsys)("accounts", "recheck")
+    assert result.code == 0, result.err
+    assert "acme-export" in result.out
+    [report] = restored.produce_once()
+    assert (report.found, report.new, report.scan_calls) == (2, 0, 1)
+    restored.consume()
+    assert inbox_copies(sims) == {str(uid): 1 for uid in [*first, *later]}
+    assert set(restored.states().values()) == {"synced"}
+
+
+def sqlite_copy(url: str, target: Path) -> None:
+    """A consistent copy of a live SQLite database (its WAL included), as a backup tool makes."""
+    import sqlite3
+
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()

@@ -59,6 +59,10 @@ RULES = [
     ("BILLOMAT_QUOTA_RESERVE", "-1", "a whole number from 0 to 1000"),
     ("IMPORT_OVERLAP_DAYS", "99999", "a whole number of days from 0 to 3650"),
     ("BILLOMAT_APP_SECRET", "two words", "the secret of a registered Billomat app"),
+    ("WEB_SESSION_SECRET", "short", "at least 16 characters"),
+    ("WEB_SECURE_COOKIES", "maybe", "true or false"),
+    ("WEB_SESSION_IDLE_MINUTES", "0", "a whole number of minutes from 1"),
+    ("WEB_TRUSTED_PROXIES", "127.0.0.1,proxy.local", "'proxy.local' is not an IP address"),
 ]
 
 
