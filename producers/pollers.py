@@ -177,7 +177,8 @@ class ExportPoller:
             for row in open_rows:
                 report.found += self._adopt_if_found(session, row, rules, scan)
             account.target_scan = scan.summary(report.found)
-        log.info(
+        # (the poll's own line reports found and calls; this adds how much was listed)
+        log.debug(
             "account %s: %d document(s) already in the Billomat inbox (%d listed, %d call(s))",
             report.account,
             report.found,

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from shared.db import Document
 from shared.domain import MARKER_KEY, parse_marker
 from simulators import Simulators
 from tests.conftest import PostgresDatabases, make_database_url
@@ -224,3 +226,19 @@ def sqlite_copy(url: str, target: Path) -> None:
     finally:
         copy.close()
         source.close()
+
+
+def test_messages_queued_for_a_removed_account_are_held_not_uploaded(
+    pipeline: Pipeline, sims: Simulators
+) -> None:
+    uids = seed_gmi(sims, 2)
+    pipeline.add_export("gone")
+    pipeline.produce_once()  # published, not consumed yet
+    pipeline.accounts.remove("gone")
+    assert pipeline.consume() == 2
+    assert sims.billomat.inbox(BILLOMAT_ID) == []
+    with pipeline.db.session() as session:
+        states = {
+            doc.source_id: (doc.state, doc.last_error) for doc in session.scalars(select(Document))
+        }
+    assert states == {str(uid): ("held", "account removed") for uid in uids}
