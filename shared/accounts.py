@@ -3,8 +3,8 @@
 An account's life: ``add`` (a new, never-reused ``ref``; documents a removed account with the
 same direction, GMI key and Billomat ID saw land are adopted), ``update``, ``pause``/``resume``,
 ``remove`` (the row and its ledger stay, hidden from every command; the name is free again).
-Every rule on input lives in ``shared.domain`` and raises errors that name their field, so the
-command line and the web console refuse the same things with the same sentences.
+Every rule on input lives in ``shared.domain`` and ``shared.account_changes``; each refusal
+names its field, so the command line and the web console refuse the same input alike.
 """
 
 from __future__ import annotations
@@ -12,29 +12,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.account_changes import (
+    AccountChanges as AccountChanges,  # re-exported: front ends build changes from here
+)
+from shared.account_changes import apply_changes, check_applicable, check_key
 from shared.adoption import adopt_landed
 from shared.crypto import SecretBox, mask
 from shared.db import Database, Document, PollState, SyncAccount, new_ref
 from shared.domain import (
     DEFAULT_IMPORT_DOCUMENT_TYPE,
     DEFAULT_IMPORT_KINDS,
-    MAX_NOTE_CHARS,
     Direction,
     ExportRules,
     ImportRules,
     check_account_name,
-    check_billomat_id,
-    check_date_range,
-    check_document_kinds,
-    check_document_types,
-    check_interval,
-    check_tags,
     check_text,
     format_duration,
 )
@@ -69,50 +66,6 @@ class Credentials:
 def key_fingerprint(api_key: str) -> str:
     """A stable, non-reversible name for an API key (quota bookkeeping, never the key)."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
-
-@dataclass
-class AccountChanges:
-    """Settings given on the command line; None means "leave as it is"."""
-
-    name: str | None = None
-    gmi_api_key: str | None = None
-    billomat_id: str | None = None
-    billomat_api_key: str | None = None
-    interval_seconds: int | None = None
-    note: str | None = None
-    document_types: Sequence[str] | None = None
-    tags: Sequence[str] | None = None
-    require_approval: bool | None = None
-    archive_after_transfer: bool | None = None
-    date_from: date | None = None
-    date_to: date | None = None
-    clear_date_from: bool = False
-    clear_date_to: bool = False
-    default_document_type: str | None = None
-    default_tags: Sequence[str] | None = None
-    default_company: str | None = None
-    document_kinds: Sequence[str] | None = None
-    webhook_username: str | None = None
-    webhook_password: str | None = None
-
-
-EXPORT_ONLY = (
-    "document_types",
-    "tags",
-    "require_approval",
-    "archive_after_transfer",
-    "date_from",
-    "date_to",
-)
-IMPORT_ONLY = (
-    "default_document_type",
-    "default_tags",
-    "default_company",
-    "document_kinds",
-    "webhook_username",
-    "webhook_password",
-)
 
 
 def export_rules(account: SyncAccount) -> ExportRules:
@@ -249,7 +202,7 @@ class AccountService:
         accounts already stored (their keys and the new ones would need two different keys).
         """
         check_account_name(name)
-        _check_applicable(direction, changes)
+        check_applicable(direction, changes)
         if not changes.gmi_api_key:
             raise UsageError(
                 "a GMI API key is required: --gmi-api-key or BELEGSYNC_GMI_API_KEY",
@@ -321,7 +274,7 @@ class AccountService:
             account = self.get(session, name)
             before = snapshot(account)
             direction = Direction(account.direction)
-            _check_applicable(direction, changes)
+            check_applicable(direction, changes)
             if changes.name is not None and changes.name != name:
                 check_account_name(changes.name)
                 self._check_name_free(session, changes.name)
@@ -413,11 +366,11 @@ class AccountService:
             webhook_username=account.webhook_username,
             webhook_password_enc=account.webhook_password_enc,
         )
-        _apply_plain(scratch, changes)
+        apply_changes(scratch, changes)
         if changes.gmi_api_key is not None:
-            _check_key(changes.gmi_api_key, "GMI", "gmi_api_key")
+            check_key(changes.gmi_api_key, "GMI", "gmi_api_key")
         if changes.billomat_api_key is not None:
-            _check_key(changes.billomat_api_key, "Billomat", "billomat_api_key")
+            check_key(changes.billomat_api_key, "Billomat", "billomat_api_key")
         if changes.webhook_password is not None:
             check_text(changes.webhook_password, field="webhook_password", limit=200)
         if (
@@ -430,7 +383,7 @@ class AccountService:
             )
 
     def _apply(self, account: SyncAccount, changes: AccountChanges) -> None:
-        _apply_plain(account, changes)
+        apply_changes(account, changes)
         # Encrypt last: only valid input needs the secret key (and may create its file).
         if changes.gmi_api_key is not None:
             account.gmi_api_key_enc = self.box.encrypt(changes.gmi_api_key)
@@ -479,66 +432,3 @@ class AccountService:
         view["created_at"] = account.created_at.isoformat() if account.created_at else None
         view["updated_at"] = account.updated_at.isoformat() if account.updated_at else None
         return view
-
-
-def _apply_plain(account: SyncAccount, changes: AccountChanges) -> None:
-    """Every change but the secrets, each checked by its rule (InvalidValue names the field)."""
-    if changes.name is not None:
-        account.name = check_account_name(changes.name)
-    if changes.billomat_id is not None:
-        account.billomat_id = check_billomat_id(changes.billomat_id)
-    if changes.interval_seconds is not None:
-        account.interval_seconds = check_interval(changes.interval_seconds)
-    if changes.note is not None:
-        account.note = check_text(changes.note, field="note", limit=MAX_NOTE_CHARS)
-    if changes.document_types is not None:
-        account.document_types = list(check_document_types(changes.document_types))
-    if changes.tags is not None:
-        account.tags = list(check_tags(changes.tags))
-    if changes.require_approval is not None:
-        account.require_approval = changes.require_approval
-    if changes.archive_after_transfer is not None:
-        account.archive_after_transfer = changes.archive_after_transfer
-    if changes.date_from is not None or changes.clear_date_from:
-        account.date_from = changes.date_from
-    if changes.date_to is not None or changes.clear_date_to:
-        account.date_to = changes.date_to
-    check_date_range(account.date_from, account.date_to)
-    if changes.default_document_type is not None:
-        (account.default_document_type,) = check_document_types(
-            [changes.default_document_type], field="default_document_type"
-        )
-    if changes.default_tags is not None:
-        account.default_tags = list(check_tags(changes.default_tags, field="default_tags"))
-    if changes.default_company is not None:
-        company = check_text(changes.default_company.strip(), field="default_company", limit=200)
-        if company != account.default_company:
-            account.default_company_uid = None
-        account.default_company = company or None
-    if changes.document_kinds is not None:
-        account.document_kinds = list(check_document_kinds(changes.document_kinds))
-    if changes.webhook_username is not None:
-        user = check_text(changes.webhook_username, field="webhook_username", limit=100)
-        account.webhook_username = user or None
-
-
-def _check_key(key: str, what: str, field: str) -> str:
-    if not key.strip() or any(ch.isspace() for ch in key) or len(key) > 500:
-        raise UsageError(f"invalid {what} API key: it must be one word without spaces", field=field)
-    return key
-
-
-def _check_applicable(direction: Direction, changes: AccountChanges) -> None:
-    wrong = EXPORT_ONLY if direction is Direction.IMPORT else IMPORT_ONLY
-    for field_name in wrong:
-        if getattr(changes, field_name) is not None:
-            option = "--" + field_name.replace("_", "-")
-            raise UsageError(
-                f"{option} applies to {_other(direction)} accounts only", field=field_name
-            )
-    if direction is Direction.IMPORT and (changes.clear_date_from or changes.clear_date_to):
-        raise UsageError("date ranges apply to export accounts only", field="date_from")
-
-
-def _other(direction: Direction) -> str:
-    return "import" if direction is Direction.EXPORT else "export"
