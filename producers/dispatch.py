@@ -135,7 +135,7 @@ class Dispatcher:
                 for account, state in session.execute(
                     select(SyncAccount, PollState)
                     .join(PollState, PollState.account_id == SyncAccount.id)
-                    .where(SyncAccount.enabled.is_(True))
+                    .where(SyncAccount.enabled.is_(True), SyncAccount.live())
                     .order_by(SyncAccount.id)
                 ).all()
             ]

@@ -29,8 +29,12 @@ def set_state(
     reason: str,
     *,
     message_id: str | None = None,
+    actor: str | None = None,
 ) -> None:
-    """Change a row's state and write the history entry in the same transaction."""
+    """Change a row's state and write the history entry in the same transaction.
+
+    ``actor``: the console user who caused the change (None: the pipeline itself).
+    """
     previous = doc.state
     doc.state = state.value
     doc.updated_at = now()
@@ -42,6 +46,7 @@ def set_state(
             to_state=state.value,
             reason=reason[:2000],
             message_id=message_id,
+            actor=actor,
         )
     )
 
@@ -154,6 +159,25 @@ def refresh_details(doc: Document, detected: Detected) -> None:
     doc.document_type = detected.document_type or doc.document_type
     doc.document_number = detected.document_number or doc.document_number
     doc.document_date = detected.document_date or doc.document_date
+
+
+def adopt(session: Session, doc: Document, target_id: str, reason: str, *, follow_up: bool) -> None:
+    """The document is already in the target as ``target_id``: record it, upload nothing.
+
+    ``follow_up``: a step after the upload is still due (archiving in GMI); the row goes back
+    to the consumers, which see the target id and do only that step.
+    """
+    doc.target_id = target_id
+    doc.attempt_started_at = None
+    doc.error_class = None
+    doc.last_error = None
+    if follow_up:
+        doc.published_at = None
+        doc.message_id = None
+        set_state(session, doc, DocState.PENDING, reason)
+    else:
+        doc.synced_at = now()
+        set_state(session, doc, DocState.SYNCED, reason)
 
 
 def requeue(session: Session, doc: Document, reason: str) -> None:
