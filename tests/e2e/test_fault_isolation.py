@@ -86,7 +86,8 @@ def test_an_account_under_another_key_is_shown_by_name_while_the_good_one_syncs(
     shown = cli("status")
     assert shown.code == 0
     assert "! bad: paused: cannot decrypt its stored API keys" in shown.out
-    [bad_line] = [line for line in shown.out.splitlines() if line.startswith("bad ")]
+    table = shown.out.split("\n\n")[0].splitlines()  # (the quota windows follow)
+    [bad_line] = [line for line in table if line.startswith("bad ")]
     assert "attention" in bad_line
 
     log = (tmp_path / "producer.log").read_text()
