@@ -64,7 +64,11 @@ def build_producer(
         outbox=outbox,
         quota=quota,
         dispatcher=Dispatcher(
-            db, outbox, quota, billomat_poll_reserve=settings.billomat_quota_reserve
+            db,
+            outbox,
+            quota,
+            billomat_poll_reserve=settings.billomat_quota_reserve,
+            broker=the_broker,
         ),
         metrics=metrics,
     )

@@ -7,7 +7,10 @@ The ledger is the backlog; the work queue holds only what can run now.  Each rel
 2. works out, per window, the room document work has left, minus what is released already and
    not yet taken by a consumer;
 3. hands that room out one document at a time, the accounts taking turns (round robin), each
-   document only if every window it counts in has room for it;
+   document only if every window it counts in has room for it; in the producer loop
+   (``fair``) no account has more messages waiting in the queue than there are consumers on it,
+   so one account's backlog never queues up in front of another's documents, and the rest of
+   its window's share follows as the consumers take what is queued;
 4. publishes in that interleaved order through the outbox (ledger row first, confirm, then
    ``published_at``), and says when the next release can happen: the earliest reset of a window
    that stopped an account.
@@ -19,6 +22,7 @@ with the consumer (README: "Quota as the speed limit").
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ from sqlalchemy import case, func, select
 
 from producers.outbox import BATCH, Outbox
 from shared import ledger
+from shared.broker import Broker
 from shared.db import Database, Document, PollState, SyncAccount
 from shared.domain import Direction, DocState
 from shared.quota import QuotaBook, Scopes
@@ -48,6 +53,11 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 
 MAX_RELEASE = 1000  # messages per release at most; the next tick releases more
+# ``fair``: at least this many queued messages per account, more with more consumers
+MIN_QUEUED_PER_ACCOUNT = 2
+# how soon a fair release looks again when it held an account back although its windows had room
+REFILL = timedelta(milliseconds=200)
+CONSUMERS_MAX_AGE = 5.0  # seconds a reading of the work queues' consumers is trusted
 # A message released longer ago than this and still not taken is not counted as queued any more
 # (its queue may have been purged by hand; `replay --stuck` rebuilds it).
 QUEUED_HORIZON = timedelta(minutes=15)
@@ -82,19 +92,33 @@ class Release:
 
 class Dispatcher:
     def __init__(
-        self, db: Database, outbox: Outbox, quota: QuotaBook, *, billomat_poll_reserve: int
+        self,
+        db: Database,
+        outbox: Outbox,
+        quota: QuotaBook,
+        *,
+        billomat_poll_reserve: int,
+        broker: Broker | None = None,
     ) -> None:
+        """``broker``: where a fair release reads how many consumers each work queue has."""
         self._db = db
         self._outbox = outbox
         self._quota = quota
         self._billomat_poll_reserve = billomat_poll_reserve
+        self._broker = broker
         self._turn = 0
+        self._consumers: tuple[float, dict[Direction, int]] | None = None
 
     # -- one release ---------------------------------------------------------------------------
 
-    def release(self, now: datetime | None = None) -> Release:
+    def release(self, now: datetime | None = None, *, fair: bool = False) -> Release:
         """Publish what the windows allow now. Raises PublishError when the broker does not
-        confirm (rows confirmed so far stay marked)."""
+        confirm (rows confirmed so far stay marked).
+
+        ``fair``: keep each account's queued messages to the number of consumers (the producer
+        loop, which comes back for the rest); otherwise release all the windows allow (a
+        single ``produce --once`` does not come back).
+        """
         now = now or _now()
         accounts, polls = self._accounts(now)
         states = self._quota.states(now)
@@ -103,7 +127,8 @@ class Dispatcher:
         if not backlog:
             return Release()
         room = self._room(accounts, states, now)
-        counts, next_at = self._allocate(backlog, room, states, now)
+        caps = self._caps() if fair else None
+        counts, next_at = self._allocate(backlog, room, states, now, caps)
         release = Release(next_at=next_at)
         if counts:
             release.published = self._publish(counts, backlog)
@@ -231,20 +256,28 @@ class Dispatcher:
         room: dict[Key, int],
         states: dict[Key, QuotaState],
         now: datetime,
+        caps: dict[Direction, int] | None = None,
     ) -> tuple[dict[int, int], datetime | None]:
-        """Round robin: one document per account per turn, while its windows have room."""
+        """Round robin: one document per account per turn, while its windows have room (and,
+        with ``caps``, while it has fewer messages queued than its direction's cap)."""
         start = self._turn % len(backlog)
         self._turn += 1
         order = backlog[start:] + backlog[:start]
         counts: dict[int, int] = defaultdict(int)
         stopped: set[Key] = set()
+        capped = False
         active = list(order)
         total = 0
         while active and total < MAX_RELEASE:
             for account in list(active):
                 short = [k for k, n in account.need.items() if room[k] < n]
-                if short or counts[account.account_id] >= account.waiting:
+                done = counts[account.account_id] >= account.waiting
+                full = caps is not None and (
+                    account.queued + counts[account.account_id] >= caps[account.direction]
+                )
+                if short or done or full:
                     stopped.update(short)
+                    capped |= full and not short and not done
                     active.remove(account)
                     continue
                 for key, n in account.need.items():
@@ -253,7 +286,7 @@ class Dispatcher:
                 total += 1
                 if total >= MAX_RELEASE:
                     break
-        next_at: datetime | None = now if active else None
+        next_at: datetime | None = now if active else (now + REFILL if capped else None)
         for key in stopped:
             free = self._quota.state(states, *key, now).free_at(now)
             if key[0] != BILLOMAT:
@@ -264,6 +297,26 @@ class Dispatcher:
                 continue  # only released work holds it; a consumer frees it soon
             next_at = free if next_at is None else min(next_at, free)
         return dict(counts), next_at
+
+    def _caps(self) -> dict[Direction, int]:
+        """Per direction: how many messages one account may have waiting in the work queue."""
+        if self._broker is None:
+            return dict.fromkeys(Direction, MIN_QUEUED_PER_ACCOUNT)
+        clock = time.monotonic()
+        if self._consumers is None or clock - self._consumers[0] > CONSUMERS_MAX_AGE:
+            try:
+                depths = self._broker.queue_depths()
+            except Exception:  # a broker hiccup must not stop the release; assume few consumers
+                log.debug("could not read the work queues' consumers", exc_info=True)
+                depths = {}
+            self._consumers = (
+                clock,
+                {
+                    d: depths[(d.value, "work")].consumers if (d.value, "work") in depths else 0
+                    for d in Direction
+                },
+            )
+        return {d: max(MIN_QUEUED_PER_ACCOUNT, n) for d, n in self._consumers[1].items()}
 
     # -- publishing ----------------------------------------------------------------------------
 

@@ -95,13 +95,12 @@ class Producer:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def poll_account(self, account_id: int, *, release: bool = True) -> PollReport:
+    def poll_account(self, account_id: int, *, fair: bool = False) -> PollReport:
         """Poll one account now, release what the quotas allow, and record the outcome.
 
         Failures of this account end in the report (and release the lease); only database
-        and broker errors, the process's own, escape.  ``release=False``: the caller releases
-        once after polling several accounts, so that their documents are interleaved in the
-        work queue (the loop does that).
+        and broker errors, the process's own, escape.  ``fair``: release no more per account
+        than there are consumers to take it (the loop, which comes back for the rest).
         """
         with self.db.session() as session:
             account = session.get(SyncAccount, account_id)
@@ -154,8 +153,7 @@ class Producer:
             report.result = "error"
             report.error = f"unexpected error: {type(e).__name__}: {e}"[:500]
         try:
-            if release:
-                report.published = self.dispatcher.release().published.get(account_id, 0)
+            report.published = self.dispatcher.release(fair=fair).published.get(account_id, 0)
         except PublishError as e:
             report.result = "error"
             report.error = f"publishing failed: {e}"
@@ -293,11 +291,10 @@ class Producer:
                     if stop.is_set():
                         break
                     if self.claim(account_id, _now()):
-                        report = self.poll_account(account_id, release=False)
+                        report = self.poll_account(account_id, fair=True)
                         if on_report:
                             on_report(report)
-                # One release after the polls: what they found goes out interleaved.
-                release = self.dispatcher.release()
+                release = self.dispatcher.release(fair=True)
                 if release.total:
                     log.info("released %d document(s) of %d account(s)",
                              release.total, len(release.published))  # fmt: skip

@@ -8,18 +8,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from app import bootstrap
 from producers.scheduler import Producer
 from shared import ledger
 from shared.accounts import key_fingerprint
-from shared.db import ApiQuota, SyncAccount
+from shared.db import ApiQuota, Document, SyncAccount
 from shared.domain import Direction, DocState
 from shared.ledger import Detected
 from shared.quota import QuotaBook
 from shared.quota_plan import DAY_MARGIN, WINDOW_SLACK
 from tests.e2e.conftest import GMI_KEY, Pipeline
-from tests.e2e.test_recovery import peek
+from tests.e2e.test_recovery import peek, take_all
 
 GMI_SCOPE = key_fingerprint(GMI_KEY)
 
@@ -99,3 +100,28 @@ def test_the_day_plan_keeps_what_the_polls_due_before_the_reset_need(
         assert day.keep == 2 * 44 + DAY_MARGIN
         assert minute.keep == 2  # each account's poll falls into this minute
         assert session.get(ApiQuota, ("billomat", "acme")) is None  # no import polls: no keep
+
+
+def test_a_fair_release_queues_no_more_per_account_than_there_are_consumers(
+    pipeline: Pipeline, producer: Producer
+) -> None:
+    big = backlog(pipeline, "big", 10)
+    small = backlog(pipeline, "small", 3)
+    QuotaBook(pipeline.db).record(
+        "billomat", "acme", 100, datetime.now(UTC) + timedelta(minutes=10)
+    )
+
+    # Nobody consumes yet: two each (the floor), and a look again soon for the rest.
+    first = producer.dispatcher.release(fair=True)
+    assert first.published == {big: 2, small: 2}
+    assert first.next_at is not None
+    assert queued_accounts(pipeline, producer) == ["big", "small"] * 2
+    assert producer.dispatcher.release(fair=True).published == {}  # still queued
+
+    # The queue is taken: the next fair release tops both accounts up again.
+    queue = producer.broker.topology.work_queue_name(Direction.EXPORT)
+    take_all(producer.broker, queue)
+    with pipeline.db.session() as session:  # as consumers that landed them would
+        for doc in session.scalars(select(Document).where(Document.published_at.is_not(None))):
+            doc.state = DocState.SYNCED.value
+    assert producer.dispatcher.release(fair=True).published == {big: 2, small: 1}
