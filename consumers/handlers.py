@@ -10,14 +10,14 @@ Two ledger facts carry exactly-once across crashes:
   follow-up (archiving in GMI) may be left.
 
 And one quota fact: a document's step admits the calls it needs on *both* sides before its
-first call (``Handler.need``), so no call is spent on a document that then has to wait.
+first call (``consumers.needs``), so no call is spent on a document that then has to wait.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +26,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from consumers.needs import export_need, import_need
 from shared import ledger
 from shared.accounts import export_rules, import_rules
 from shared.billomat import BillomatClient, InboxDocument
@@ -47,7 +48,6 @@ from shared.errors import (
 )
 from shared.gmi import GmiClient, GmiDocument, GmiUpload
 from shared.messages import SyncMessage
-from shared.quota_plan import Need
 
 log = logging.getLogger(__name__)
 
@@ -177,19 +177,9 @@ class ExportHandler:
     def __init__(self, db: Database) -> None:
         self._steps = LedgerSteps(db)
 
-    @staticmethod
-    def need(doc: Document, account: SyncAccount) -> Need:
-        """The calls of this document's next step: the GMI download (metadata only once it
-        landed), the Billomat upload (after an unanswered attempt: also the first inbox page
-        of the search for it), and the archive update."""
-        gmi = 2 if account.archive_after_transfer else 1
-        if doc.target_id is not None:
-            return Need(gmi=gmi)
-        return Need(billomat=1 if doc.attempt_started_at is None else 2, gmi=gmi)
-
     def handle(self, work: Work) -> Outcome:
         doc = self._steps.snapshot(work.message.document_id)
-        with work.clients.gate.admitted(self.need(doc, work.account)):
+        with work.clients.gate.admitted(export_need(doc, work.account)):
             return self._move(work, doc)
 
     def _move(self, work: Work, doc: Document) -> Outcome:
@@ -372,21 +362,10 @@ class ImportHandler:
         self._steps = LedgerSteps(db)
         self._country_uid: int | None = None
 
-    @staticmethod
-    def need(doc: Document, details: Mapping[str, str]) -> Need:
-        """The calls of this document's next step: the Billomat PDF (and the document itself
-        when the poll did not say its status), the GMI upload (after an unanswered attempt:
-        also the content check).  Nothing for a draft or a document already in GMI."""
-        status = details.get("status", "")
-        if doc.target_id is not None or status.upper() == "DRAFT":
-            return Need()
-        gmi = 2 if doc.attempt_started_at is not None else 1
-        return Need(billomat=1 if status else 2, gmi=gmi, gmi_uploads=1)
-
     def handle(self, work: Work) -> Outcome:
         doc = self._steps.snapshot(work.message.document_id)
         details = dict(doc.details or {}) | dict(work.message.details)
-        with work.clients.gate.admitted(self.need(doc, details)):
+        with work.clients.gate.admitted(import_need(doc, details)):
             return self._move(work, doc, details)
 
     def _move(self, work: Work, doc: Document, details: dict[str, str]) -> Outcome:
