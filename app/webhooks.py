@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from app.bootstrap import topology
 from app.web.server import ServerThread
+from producers.dispatch import Dispatcher
 from producers.outbox import Outbox
 from producers.pollers import ImportPoller
 from producers.webhooks import (
@@ -39,6 +40,7 @@ from shared.broker import Broker
 from shared.crypto import SecretBox
 from shared.db import Database
 from shared.metrics import Metrics
+from shared.quota import QuotaBook, limits_from
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,7 +194,15 @@ class Webhooks:
             publish_timeout=min(settings.publish_timeout, PUBLISH_WAIT_SECONDS),
         )
         self.db = db
-        self.publisher = Publisher(Outbox(db, self.broker), self.broker)
+        self.publisher = Publisher(
+            Dispatcher(
+                db,
+                Outbox(db, self.broker),
+                QuotaBook(db, limits_from(settings)),
+                billomat_poll_reserve=settings.billomat_quota_reserve,
+            ),
+            self.broker,
+        )
         self.receiver = WebhookReceiver(
             db,
             AccountService(db, lambda: box),

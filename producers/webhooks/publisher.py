@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from producers.outbox import Outbox
+from producers.dispatch import Dispatcher
 from shared.broker import Broker, PublishError
 from shared.errors import BrokerUnavailableError
 
@@ -33,7 +33,11 @@ class _Ticket:
 
 
 class Publisher:
-    """Flushes the outbox of accounts the receiver recorded into, on one thread.
+    """Releases what the receiver recorded into the ledger, on one thread.
+
+    The release is the producers' (``producers.dispatch``): a recorded document goes out now if
+    its quotas have room, otherwise it waits in the ledger for the window's reset like any other
+    (a webhook never republishes documents that wait for a quota).
 
     py-amqp is not thread-safe and a publish waits for the broker's confirm, so the request
     threads hand their account to this thread and wait a bounded time: a slow or absent broker
@@ -44,13 +48,13 @@ class Publisher:
 
     def __init__(
         self,
-        outbox: Outbox,
+        dispatcher: Dispatcher,
         broker: Broker,
         *,
         wait: float = PUBLISH_WAIT_SECONDS,
         retry_every: float = REPUBLISH_EVERY_SECONDS,
     ) -> None:
-        self._outbox = outbox
+        self._dispatcher = dispatcher
         self._broker = broker
         self._wait = wait
         self._retry_every = retry_every
@@ -127,7 +131,7 @@ class Publisher:
 
     def _flush(self, account_id: int) -> bool:
         try:
-            self._outbox.flush(account_id)
+            self._dispatcher.release()
         except PublishError as e:
             log.warning("webhooks: publishing for account %d failed: %s", account_id, e)
         except SQLAlchemyError as e:
