@@ -20,17 +20,16 @@ from simulators.billomat_model import (
     CLIENT_FIELDS,
     INBOX_DOCUMENT_TYPES,
     KINDS,
-    BillomatStore,
     Conflict,
     Document,
     Kind,
     NotFound,
     Tenant,
-    inbox_record,
     parse_amount,
     parse_date,
-    pdf_record,
 )
+from simulators.billomat_records import inbox_record, pdf_record, stored_metadata
+from simulators.billomat_store import BillomatStore
 from simulators.clock import BERLIN
 from simulators.counting import RequestCounter
 from simulators.faults import FaultInjector
@@ -49,6 +48,7 @@ from simulators.formats import (
 from simulators.http import Request, Response, Router, html_error
 from simulators.pdf import sniff_mimetype
 from simulators.ratelimit import FixedWindowCounter, WindowState, describe_window
+from simulators.variants import BillomatBehaviour
 
 # The quota shown to requests for a tenant that does not exist: the documented default.
 _DEFAULT_LIMIT, _DEFAULT_WINDOW = 300, 900.0
@@ -69,6 +69,7 @@ class Call:
     request: Request
     tenant: Tenant
     fmt: Format
+    behaviour: BillomatBehaviour
 
 
 Handler = Callable[..., Response]
@@ -83,11 +84,13 @@ class BillomatApi:
         faults: FaultInjector,
         counter: RequestCounter,
         limiter: FixedWindowCounter,
+        behaviour: BillomatBehaviour,
     ) -> None:
         self._store = store
         self._faults = faults
         self._counter = counter
         self._limiter = limiter
+        self.behaviour = behaviour
         self._router = Router()
         self._add_routes()
 
@@ -131,6 +134,11 @@ class BillomatApi:
         if delay:
             time.sleep(delay)
         tenant = self._store.find_tenant(billomat_id)
+        limit = self.behaviour.max_upload_bytes
+        if limit is not None and request.method in ("POST", "PUT") and len(request.body) > limit:
+            # The gateway refuses a too large body before the app sees it (nginx's
+            # client_max_body_size): an HTML page, no quota headers, no word of the limit.
+            return html_error(413)
         failure = self._faults.failure_for(request.method, request.path)
         if failure is not None:
             if failure.html:
@@ -165,7 +173,8 @@ class BillomatApi:
             return _with_quota(_error(fmt, 405, "Method not allowed"), quota)
 
         try:
-            response = match.route.handler(Call(request, tenant, fmt), **match.params)
+            call = Call(request, tenant, fmt, self.behaviour)
+            response = match.route.handler(call, **match.params)
         except ApiError as e:
             response = _error(fmt, e.status, *e.messages)
         except NotFound:
@@ -281,7 +290,8 @@ class BillomatApi:
             mimetype=mimetype,
             filename=str(filename) if filename else None,
             document_type=document_type,
-            metadata=metadata,
+            metadata=stored_metadata(call.behaviour.inbox_metadata, metadata, document_type),
+            rename=call.behaviour.inbox_metadata == "rewritten",
         )
         encoded = base64.b64encode(doc.content).decode("ascii")
         return _record_response(call, "inbox-document", inbox_record(doc, encoded), status=201)
@@ -463,7 +473,11 @@ def _list_response(call: Call, records: Sequence[Record], plural: str, singular:
     # Above the maximum the page size is capped rather than refused (unconfirmed); the
     # envelope's @per_page shows the size actually used.
     per_page = min(_int_param(request, "per_page", 100), _MAX_PER_PAGE)
-    ordered = _sort(records, request.query_value("order_by") or "")
+    order_by = request.query_value("order_by") or ""
+    if not call.behaviour.sort_by_id and "id" in _order_fields(order_by):
+        # Sorting by id is not documented (only date and number fields are shown).
+        raise ApiError(400, "Invalid value for order_by: sorting by id is not supported")
+    ordered = _sort(records, order_by)
     total = len(ordered)
     start = (page - 1) * per_page
     body = render_list(
@@ -488,6 +502,10 @@ def _sort_key(value: Value) -> tuple[int, Any]:
     if isinstance(value, date):
         return (2, value.isoformat())
     return (3, value.lower())
+
+
+def _order_fields(order_by: str) -> list[str]:
+    return [c.split()[0] for c in order_by.split(",") if c.strip()]
 
 
 def _sort(records: Sequence[Record], order_by: str) -> list[Record]:

@@ -319,8 +319,11 @@ class GmiStore:
             raise KeyError(f"document {uid} not found")
         return doc
 
-    def update_document(self, api_key: str, uid: int, **fields: Any) -> None:
-        """Change fields (Python names, see ``UPDATABLE``) and bump the hidden ``updated_at``."""
+    def update_document(self, api_key: str, uid: int, *, touch: bool = True, **fields: Any) -> None:
+        """Change fields (Python names, see ``UPDATABLE``) and bump the hidden ``updated_at``.
+
+        ``touch=False`` leaves ``updated_at`` alone (a change the "updated since" filter misses).
+        """
         unknown = set(fields) - set(UPDATABLE)
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}; allowed: {list(UPDATABLE)}")
@@ -331,7 +334,8 @@ class GmiStore:
                 raise KeyError(f"company {fields['company_uid']} not found")
             for key, value in fields.items():
                 setattr(doc, key, value)
-            doc.updated_at = self.now()
+            if touch:
+                doc.updated_at = self.now()
 
     def delete_document(self, api_key: str, uid: int) -> None:
         with self._lock:
