@@ -10,6 +10,7 @@ from shared.accounts import Credentials, key_fingerprint
 from shared.billomat import BillomatClient
 from shared.db import SyncAccount
 from shared.domain import GMI_APPLICATION
+from shared.findings import SORT_PREFIX, Findings
 from shared.gmi import GmiClient
 from shared.http import ApiHooks, NullHooks, Quota, build_session
 from shared.logs import register_secret
@@ -48,12 +49,23 @@ class AccountClients:
 
 
 class ClientFactory:
-    """Builds clients on one pooled HTTP session per process."""
+    """Builds clients on one pooled HTTP session per process.
 
-    def __init__(self, settings: Settings, quota: QuotaBook, metrics: Metrics | None) -> None:
+    With ``findings`` the clients start from what was learnt about the account (the sort
+    field Billomat accepts) and record what they learn.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        quota: QuotaBook,
+        metrics: Metrics | None,
+        findings: Findings | None = None,
+    ) -> None:
         self._settings = settings
         self._quota = quota
         self._metrics = metrics
+        self._findings = findings
         self._session: requests.Session = build_session(pool_size=20)
 
     def _hooks(self, account_name: str) -> ApiHooks:
@@ -70,6 +82,16 @@ class ClientFactory:
         )
         settings = self._settings
         app_secret = settings.billomat_app_secret
+        findings, account_id = self._findings, account.id
+        sort_fields = findings.sort_fields(account_id) if findings is not None else {}
+
+        def learnt(family: str, field: str) -> None:
+            if findings is not None:
+                answer = (
+                    f"Billomat refused the usual sort; {family} lists sort by {field or 'nothing'}"
+                )
+                findings.record(account_id, SORT_PREFIX + family, field, answer)
+
         return AccountClients(
             gmi=GmiClient(
                 credentials.gmi_api_key,
@@ -86,6 +108,8 @@ class ClientFactory:
                 app_secret=app_secret.get_secret_value() if app_secret else None,
                 session=self._session,
                 hooks=hooks,
+                sort_fields=sort_fields,
+                on_sort_learnt=learnt,
             ),
             gmi_scope=key_fingerprint(credentials.gmi_api_key),
             billomat_scope=account.billomat_id,

@@ -222,6 +222,25 @@ class ApiQuota(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
+class AccountFinding(Base):
+    """What belegsync learnt about an account's APIs where their documentation is silent.
+
+    Written by ``belegsync doctor`` and by the running service when an answer shows it (a
+    refused sort, an upload found without its marker); read by the clients to adapt.
+    """
+
+    __tablename__ = "account_findings"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(20))  # doctor | runtime
+    observed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class DatabaseError(BelegsyncError):
     """The database cannot be reached or refused an operation."""
 

@@ -11,7 +11,14 @@ from shared import migrations
 from shared.db import Base, Database
 from shared.errors import NotMigratedError
 
-TABLES = {"sync_accounts", "documents", "document_events", "poll_state", "api_quotas"}
+TABLES = {
+    "sync_accounts",
+    "documents",
+    "document_events",
+    "poll_state",
+    "api_quotas",
+    "account_findings",
+}
 
 
 def _tables(url: str) -> set[str]:
