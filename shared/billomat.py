@@ -98,11 +98,12 @@ class BillomatClient:
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         hooks: ApiHooks | None = None,
-        sort_fields: Mapping[str, str] | None = None,
+        sort_fields: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         on_sort_learnt: Callable[[str, str], None] | None = None,
     ) -> None:
-        """``sort_fields``: what an earlier run learnt (see ``sort_field``); ``on_sort_learnt``
-        is told when a rejected ``order_by`` fell back to another field."""
+        """``sort_fields``: what an earlier run learnt (see ``sort_field``), or a function
+        that reads it when a list call first needs it; ``on_sort_learnt`` is told when a
+        rejected ``order_by`` fell back to another field."""
         # The id becomes a host name: validate it before it can reach a URL.
         if not BILLOMAT_ID_RE.match(billomat_id):
             raise ConfigurationError(
@@ -124,7 +125,8 @@ class BillomatClient:
         self.base_url = url_template.replace("{billomat_id}", billomat_id).rstrip("/")
         self.quota: Quota | None = None
         self._transport = Transport(API, auth=auth, session=session, timeout=timeout, hooks=hooks)
-        self._sort_fields = {k: v for k, v in (sort_fields or {}).items() if k in SORT_FALLBACKS}
+        self._sort_source = sort_fields
+        self._sort_fields_loaded: dict[str, str] | None = None
         self._on_sort_learnt = on_sort_learnt
 
     def __repr__(self) -> str:
@@ -285,6 +287,14 @@ class BillomatClient:
         no field we tried, so lists come in the server's default order.
         """
         return self._sort_fields.get(family)
+
+    @property
+    def _sort_fields(self) -> dict[str, str]:
+        if self._sort_fields_loaded is None:
+            source = self._sort_source
+            known = source() if callable(source) else source or {}
+            self._sort_fields_loaded = {k: v for k, v in known.items() if k in SORT_FALLBACKS}
+        return self._sort_fields_loaded
 
     def _list(
         self,

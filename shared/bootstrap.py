@@ -13,6 +13,7 @@ from shared.clients import ClientFactory
 from shared.crypto import SecretBox
 from shared.db import Database
 from shared.domain import Direction
+from shared.findings import Findings
 from shared.locks import locks_for
 from shared.metrics import Metrics
 from shared.quota import QuotaBook
@@ -36,14 +37,20 @@ def build_producer(
         db=db,
         broker=the_broker,
         accounts=AccountService(db, lambda: box),
-        clients=ClientFactory(settings, quota, metrics),
+        clients=ClientFactory(settings, quota, metrics, Findings(db)),
         pollers={
-            Direction.EXPORT: ExportPoller(db),
+            Direction.EXPORT: ExportPoller(
+                db,
+                approval_recheck=settings.approval_recheck_after,
+                approval_batch=settings.approval_recheck_batch,
+                quota=quota,
+            ),
             Direction.IMPORT: ImportPoller(
                 db,
                 quota,
                 reserve=settings.billomat_quota_reserve,
                 overlap_days=settings.import_overlap_days,
+                deep_sweep=settings.deep_sweep,
             ),
         },
         outbox=Outbox(db, the_broker),
@@ -60,7 +67,7 @@ def build_consumer(
         db=db,
         broker=broker(settings),
         accounts=AccountService(db, lambda: box),
-        clients=ClientFactory(settings, quota, metrics),
+        clients=ClientFactory(settings, quota, metrics, Findings(db)),
         handlers={
             Direction.EXPORT: ExportHandler(db, quota),
             Direction.IMPORT: ImportHandler(db, quota),

@@ -83,7 +83,10 @@ class ClientFactory:
         settings = self._settings
         app_secret = settings.billomat_app_secret
         findings, account_id = self._findings, account.id
-        sort_fields = findings.sort_fields(account_id) if findings is not None else {}
+
+        def sort_fields() -> dict[str, str]:
+            # Read when a list call first needs it: callers may hold a transaction right now.
+            return findings.sort_fields(account_id) if findings is not None else {}
 
         def learnt(family: str, field: str) -> None:
             if findings is not None:

@@ -5,6 +5,7 @@ Tests construct ``Settings(...)`` directly instead of patching the environment.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
     billomat_quota_reserve: int = Field(default=10, ge=0)
     # How far back (days of document date) an import poll looks behind its cursor.
     import_overlap_days: int = Field(default=31, ge=0)
+    # How often an import poll lists everything instead of from its cursor, so that a document
+    # dated back further than the overlap is found; "off" never does.
+    deep_sweep_interval: str = "1d"
+    # How long a document waiting for approval goes without a direct look in GMI (approving
+    # may not change what GMI's "updated since" filter reads); at most this many looks per poll.
+    approval_recheck: str = "6h"
+    approval_recheck_batch: int = Field(default=20, ge=0)
 
     @field_validator("queue_prefix")
     @classmethod
@@ -75,6 +83,19 @@ class Settings(BaseSettings):
             parse_duration(part, minimum=1)
         return ",".join(parts)
 
+    @field_validator("deep_sweep_interval")
+    @classmethod
+    def _check_sweep(cls, value: str) -> str:
+        if value.strip().lower() != "off":
+            parse_duration(value)
+        return value.strip().lower()
+
+    @field_validator("approval_recheck")
+    @classmethod
+    def _check_recheck(cls, value: str) -> str:
+        parse_duration(value)
+        return value.strip()
+
     @field_validator("log_format")
     @classmethod
     def _check_log_format(cls, value: str) -> str:
@@ -85,6 +106,16 @@ class Settings(BaseSettings):
     @property
     def retry_delay_seconds(self) -> tuple[int, ...]:
         return tuple(parse_duration(p, minimum=1) for p in self.retry_delays.split(","))
+
+    @property
+    def deep_sweep(self) -> timedelta | None:
+        if self.deep_sweep_interval == "off":
+            return None
+        return timedelta(seconds=parse_duration(self.deep_sweep_interval))
+
+    @property
+    def approval_recheck_after(self) -> timedelta:
+        return timedelta(seconds=parse_duration(self.approval_recheck))
 
     @property
     def attempts_allowed(self) -> int:

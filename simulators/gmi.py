@@ -244,6 +244,13 @@ class GmiSimulator(FaultControls):
     def delete_document(self, api_key: str, uid: int) -> None:
         self._store.delete_document(api_key, uid)
 
+    def age_documents(self, api_key: str, seconds: float) -> None:
+        """Pretend every document of the account was stored (and last changed) ``seconds``
+        earlier: lets a test look past a client's "updated since" overlap without waiting."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        self._store.age_documents(api_key, seconds)
+
     def documents(self, api_key: str) -> list[dict[str, Any]]:
         """Full state of every document, oldest first (includes ``sha256`` and ``approval``)."""
         account = self._store.account(api_key)

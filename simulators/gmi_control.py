@@ -77,6 +77,13 @@ def build_control(
         sim.set_tags(api_key, int(uid), [str(t) for t in tags])
         return sim.document(api_key, int(uid))
 
+    def age(request: Request, api_key: str) -> dict[str, Any]:
+        seconds = read_json(request).get("seconds")
+        if not isinstance(seconds, int | float):
+            raise ControlError(400, 'send {"seconds": N}')
+        sim.age_documents(api_key, float(seconds))
+        return {"ok": True}
+
     def set_options(request: Request) -> dict[str, Any]:
         sim.set_options(**pick(read_json(request), _OPTION_FIELDS))
         return vars(sim.behaviour)
@@ -99,6 +106,7 @@ def build_control(
     surface.add("POST", "/accounts", add_account)
     surface.add("GET", base, account_state)
     surface.add("PUT", base + "/limits", set_limits)
+    surface.add("POST", base + "/age", age)
     surface.add("GET", base + "/documents", lambda request, api_key: sim.documents(api_key))
     surface.add("POST", base + "/documents", seed)
     surface.add(

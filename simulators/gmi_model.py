@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -336,6 +336,14 @@ class GmiStore:
                 setattr(doc, key, value)
             if touch:
                 doc.updated_at = self.now()
+
+    def age_documents(self, api_key: str, seconds: float) -> None:
+        """Move every document's creation and modification time ``seconds`` into the past."""
+        shift = timedelta(seconds=seconds)
+        with self._lock:
+            for doc in self.account(api_key).documents.values():
+                doc.created_at -= shift
+                doc.updated_at -= shift
 
     def delete_document(self, api_key: str, uid: int) -> None:
         with self._lock:

@@ -163,6 +163,10 @@ class Pipeline:
     def ledger(self, account: str | None = None) -> list[dict[str, Any]]:
         return documents(self.db, account=account)
 
+    def ledger_history(self, source_id: str) -> list[dict[str, Any]]:
+        [doc] = documents(self.db, source_id=source_id, with_history=True)
+        return list(doc["history"])
+
     def states(self, account: str | None = None) -> dict[str, str]:
         return {d["source_id"]: d["state"] for d in self.ledger(account)}
 
