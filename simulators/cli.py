@@ -5,12 +5,12 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from simulators.seed import seed_demo
-from simulators.suite import Simulators
-from simulators.variants import VARIANTS
+if TYPE_CHECKING:
+    from simulators.suite import Simulators
 
 
 @click.command("simulate")
@@ -56,6 +56,9 @@ def simulate(
     documentation is silent the simulators settle a behaviour one way; --variant NAME settles
     it the other way (e.g. --variant inbox-metadata-dropped --variant gmi-listing-lag=10).
     """
+    from simulators.suite import Simulators
+    from simulators.variants import VARIANTS
+
     if list_variants:
         for variant in VARIANTS.values():
             click.echo(f"{variant.name:26} {variant.summary}")
@@ -97,6 +100,8 @@ def simulate(
 
 
 def _seed(sims: Simulators, gmi_api_key: str, billomat_id: str, billomat_api_key: str) -> str:
+    from simulators.seed import seed_demo
+
     data = seed_demo(
         sims, gmi_api_key=gmi_api_key, billomat_id=billomat_id, billomat_api_key=billomat_api_key
     )
