@@ -25,7 +25,7 @@ from shared.clients import AccountClients
 from shared.db import Database, Document, SyncAccount
 from shared.domain import GMI_APPLICATION, Direction, DocState, ExportRules
 from shared.errors import NotFoundError
-from shared.findings import Findings
+from shared.findings import APPROVAL_TOUCHES_MTIME, Findings
 from shared.gmi import GmiDocument
 from shared.ledger import Detected
 from shared.quota import QuotaBook
@@ -37,6 +37,7 @@ EXPORT_OVERLAP = timedelta(minutes=2)
 GMI_KIND = "documents"
 DEFAULT_APPROVAL_RECHECK = timedelta(hours=6)
 DEFAULT_APPROVAL_BATCH = 20
+KNOWN_SILENT_APPROVAL_RECHECK = timedelta(hours=1)
 DEFAULT_DEEP_SWEEP = timedelta(days=1)
 # The history line of a document the listing never reported as approved: doctor counts these.
 APPROVED_BY_RECHECK = "approved in GMI (found by the approval re-check; not listed as changed)"
@@ -152,7 +153,11 @@ class ExportPoller:
         """
         if self._recheck_batch <= 0:
             return
-        due_before = _now() - self._recheck_after
+        recheck_after = self._recheck_after
+        if self._findings.value(account_id, APPROVAL_TOUCHES_MTIME) is False:
+            # Known: the listing never shows an approval. Look more often.
+            recheck_after = min(recheck_after, KNOWN_SILENT_APPROVAL_RECHECK)
+        due_before = _now() - recheck_after
         with self._db.session() as session:
             rows = session.execute(
                 select(Document.id, Document.source_id)

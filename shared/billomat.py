@@ -278,6 +278,15 @@ class BillomatClient:
         """
         return parse_document(kind, record)
 
+    # --- the account --------------------------------------------------------------------------
+
+    def myself(self) -> dict[str, Any]:
+        """``GET /clients/myself``: the account's own data (one call; refreshes ``quota``)."""
+        call = self._call("GET", "/clients/myself")
+        body, status = self._json(call)
+        with self._transport.parsing(call, status):
+            return dict(unwrap(body, "client"))
+
     # --- sorting: order_by=id is sent everywhere but only date/number sorts are documented ----
 
     def sort_field(self, family: str) -> str | None:

@@ -73,12 +73,19 @@ class ClientFactory:
             return NullHooks()
         return self._metrics.api_hooks(account_name)
 
-    def for_account(self, account: SyncAccount, credentials: Credentials) -> AccountClients:
+    def for_account(
+        self,
+        account: SyncAccount,
+        credentials: Credentials,
+        *,
+        hooks: ApiHooks | None = None,
+    ) -> AccountClients:
+        """``hooks`` replaces the metrics hooks (e.g. to count a command's calls)."""
         # Whatever happens later, these never reach a log line in clear.
         register_secret(credentials.gmi_api_key)
         register_secret(credentials.billomat_api_key)
         hooks = AccountHooks(
-            self._hooks(account.name), self._quota, billomat_scope=account.billomat_id
+            hooks or self._hooks(account.name), self._quota, billomat_scope=account.billomat_id
         )
         settings = self._settings
         app_secret = settings.billomat_app_secret

@@ -8,6 +8,7 @@ account for it: the spec's example body for its limits is ``{}`` (getmyinvoices.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -64,6 +65,7 @@ __all__ = [
     "GmiClient",
     "GmiDocument",
     "GmiUpload",
+    "LimitRefusal",
     "Workflow",
     "rate_limit_reset",
     "read_failure",
@@ -71,6 +73,17 @@ __all__ = [
 
 API = "gmi"
 DEFAULT_BASE_URL = "https://api.getmyinvoices.com/accounts/v3"
+
+
+@dataclass(frozen=True)
+class LimitRefusal:
+    """How GMI refused the call that went over a limit (``provoke_limit``)."""
+
+    calls: int  # calls it took, the refused one included
+    status: int
+    code: int | None
+    detail: str
+    rule: ErrorRule  # how the error table reads the answer on its own
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,6 +255,42 @@ class GmiClient:
         # Only success matters here; an empty 200 is taken as one (the update is idempotent).
         self._json(call, allow_empty=True)
 
+    def delete_document(self, uid: int) -> None:
+        """Delete a document (``belegsync doctor`` removes its write probe this way)."""
+        call = self._call("DELETE", f"/documents/{int(uid)}", "/documents/{uid}")
+        self._json(call, allow_empty=True)
+
+    # --- the account and its limits ---------------------------------------------------------
+
+    def api_status(self) -> dict[str, str]:
+        """``GET /apiStatus``; returns the rate-limit headers GMI sent (none are documented)."""
+        call = self._call("GET", "/apiStatus")
+        response = self._transport.send(call)
+        self._answer(call, response)
+        return {
+            name: value
+            for name, value in response.headers.items()
+            if "rate" in name.lower() or "limit" in name.lower()
+        }
+
+    def provoke_limit(self, max_calls: int) -> LimitRefusal | None:
+        """Call ``GET /apiStatus`` until GMI refuses one, to see how it says so.
+
+        Spends up to ``max_calls`` calls of the per-minute (and daily) quota: only
+        ``belegsync doctor --limit-probe`` does this, on the operator's word.
+        """
+        call = self._call("GET", "/apiStatus")
+        for n in range(1, max_calls + 1):
+            response = self._transport.send(call)
+            if 200 <= response.status_code < 300:
+                continue
+            body = json_body(response)
+            failure = read_failure(body)
+            detail = failure.detail or ("" if body is not None else describe_body(response))
+            rule = self._transport.rule_for(response.status_code, failure.code, detail)
+            return LimitRefusal(n, response.status_code, failure.code, detail, rule)
+        return None
+
     # --- reference data ---------------------------------------------------------------------
 
     def list_companies(self) -> list[Company]:
@@ -305,7 +354,11 @@ class GmiClient:
         )
 
     def _json(self, call: Call, *, allow_empty: bool = False) -> tuple[Any, int]:
-        response = self._transport.send(call)
+        return self._answer(call, self._transport.send(call), allow_empty=allow_empty)
+
+    def _answer(
+        self, call: Call, response: requests.Response, *, allow_empty: bool = False
+    ) -> tuple[Any, int]:
         status = response.status_code
         body = json_body(response)
         if 200 <= status < 300:
