@@ -119,6 +119,8 @@ class InboxSearch:
         candidates: list[InboxDocument],
     ) -> InboxDocument | None:
         claimed = self._claimed(billomat_id, [str(c.id) for c in candidates])
+        # The ones that kept our file name first: usually the first fetch is the match.
+        candidates.sort(key=lambda c: sent.filename is None or c.filename != sent.filename)
         for item in candidates:
             if str(item.id) in claimed:
                 continue
