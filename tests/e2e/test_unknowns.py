@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import update
 
 from shared.accounts import AccountChanges
-from shared.db import ApiQuota, PollState
+from shared.db import ApiQuota, Document, PollState
 from simulators import Simulators, make_pdf
-from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline
+from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline, PipelineFactory
 
 
 @pytest.mark.parametrize("variant", ["documented", "gmi-limit-empty-403", "gmi-limit-detail-403"])
@@ -135,3 +135,30 @@ def test_a_backdated_billomat_document_is_found_by_the_deep_sweep(
     sims.billomat.reset_counts()
     [quiet] = pipeline.produce_once()
     assert (quiet.swept, quiet.calls) == (False, 1)
+
+
+def test_the_approval_re_check_looks_at_the_longest_waiting_documents_a_few_per_poll(
+    pipeline_factory: PipelineFactory, sims: Simulators
+) -> None:
+    sims.gmi.set_options(approval_touches_mtime=False)
+    pipeline = pipeline_factory(approval_recheck="1h", approval_recheck_batch=2)
+    uids = [
+        sims.gmi.seed_document(GMI_KEY, document_number=f"W-{n}", approval=False) for n in range(5)
+    ]
+    sims.gmi.age_documents(GMI_KEY, 4 * 3600)
+    pipeline.add_export(require_approval=True)
+    pipeline.produce_once()
+    pipeline.consume()
+    assert set(pipeline.states().values()) == {"waiting_approval"}
+    sims.gmi.approve(GMI_KEY, uids[0])
+    with pipeline.db.session() as session:  # two hours later: every one of them is due
+        session.execute(update(Document).values(checked_at=datetime.now(UTC) - timedelta(hours=2)))
+
+    sims.gmi.reset_counts()
+    rounds = [pipeline.produce_once()[0] for _ in range(3)]
+    assert [r.rechecked for r in rounds] == [2, 2, 1]  # two per poll, each document once
+    gets = sims.gmi.request_counts(GMI_KEY)["GET /documents/{documentUid}"]
+    assert gets == 5
+    assert sum(r.requeued for r in rounds) == 1
+    pipeline.consume()
+    assert pipeline.states()[str(uids[0])] == "synced"
