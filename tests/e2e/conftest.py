@@ -42,6 +42,18 @@ def variant() -> str:
     return DOCUMENTED
 
 
+def on_each_db_and_variant(*variants: str) -> pytest.MarkDecorator:
+    """Parametrise a test that takes ``any_db_pipeline`` over (database, variant).
+
+    Variants are about the APIs, not the database: each runs on SQLite; PostgreSQL runs the
+    documented world only, which keeps the variant matrix cheap.
+    """
+    combos = [("postgresql", DOCUMENTED)] + [("sqlite", v) for v in (DOCUMENTED, *variants)]
+    return pytest.mark.parametrize(
+        ("any_db_pipeline", "variant"), combos, indirect=["any_db_pipeline"]
+    )
+
+
 @pytest.fixture
 def sims(variant: str) -> Iterator[Simulators]:
     with Simulators(variants=[variant]) as running:

@@ -10,7 +10,13 @@ import pytest
 
 from producers.pollers import APPROVED_BY_RECHECK
 from simulators import Simulators
-from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline, PipelineFactory
+from tests.e2e.conftest import (
+    BILLOMAT_ID,
+    GMI_KEY,
+    Pipeline,
+    PipelineFactory,
+    on_each_db_and_variant,
+)
 
 
 def sha(content: bytes) -> str:
@@ -26,7 +32,7 @@ def inbox_by_marker(sims: Simulators) -> dict[str, list[dict[str, object]]]:
     return found
 
 
-@pytest.mark.parametrize("variant", ["documented", "inbox-metadata-dropped", "gmi-listing-lag=2"])
+@on_each_db_and_variant("inbox-metadata-dropped", "gmi-listing-lag=2")
 def test_every_matching_document_lands_once_with_its_bytes_and_type(
     any_db_pipeline: Pipeline, sims: Simulators, variant: str
 ) -> None:

@@ -12,7 +12,13 @@ import pytest
 from shared.db import ApiQuota
 from shared.quota import QuotaBook
 from simulators import Simulators
-from tests.e2e.conftest import BILLOMAT_ID, BILLOMAT_KEY, GMI_KEY, Pipeline
+from tests.e2e.conftest import (
+    BILLOMAT_ID,
+    BILLOMAT_KEY,
+    GMI_KEY,
+    Pipeline,
+    on_each_db_and_variant,
+)
 
 
 def sha(content: bytes | None) -> str:
@@ -27,7 +33,7 @@ def gmi_by_hash(sims: Simulators) -> dict[str, list[dict[str, object]]]:
     return found
 
 
-@pytest.mark.parametrize("variant", ["documented", "billomat-no-sort-by-id"])
+@on_each_db_and_variant("billomat-no-sort-by-id")
 def test_invoices_credit_notes_and_a_third_kind_land_in_gmi_once_with_type_tags_company(
     any_db_pipeline: Pipeline, sims: Simulators, variant: str
 ) -> None:
@@ -134,7 +140,7 @@ def test_upload_to_gmi_that_lost_its_answer_is_recognised_not_repeated(
     assert (row["state"], row["target_id"]) == ("synced", str(docs[0]["uid"]))
 
 
-@pytest.mark.parametrize("variant", ["documented", "gmi-listing-lag=3"])
+@on_each_db_and_variant("gmi-listing-lag=3")
 def test_sigkilled_import_consumer_causes_no_duplicate(
     any_db_pipeline: Pipeline, sims: Simulators, tmp_path: Path, variant: str
 ) -> None:
