@@ -17,6 +17,10 @@ TABLES = {
     "document_events",
     "poll_state",
     "api_quotas",
+    "web_users",
+    "web_sessions",
+    "login_throttle",
+    "account_events",
     "account_findings",
 }
 
