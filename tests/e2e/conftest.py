@@ -32,16 +32,6 @@ BILLOMAT_ID = "acme"
 BILLOMAT_KEY = "bm-e2e-key-0002"
 
 
-@pytest.fixture
-def variant() -> str:
-    """How the simulators settle what the API docs leave open (``simulators/variants.py``).
-
-    ``documented`` by default; a test runs in other worlds with
-    ``@pytest.mark.parametrize("variant", [...])``.
-    """
-    return DOCUMENTED
-
-
 def on_each_db_and_variant(*variants: str) -> pytest.MarkDecorator:
     """Parametrise a test that takes ``any_db_pipeline`` over (database, variant).
 
