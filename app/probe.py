@@ -28,7 +28,7 @@ from consumers.recovery import InboxSearch, SentFile
 from shared.clients import AccountClients
 from shared.db import Database, SyncAccount
 from shared.domain import MARKER_KEY, Direction, export_marker
-from shared.errors import ApiError, DuplicateDocumentError, NotFoundError
+from shared.errors import ApiError, BelegsyncError, DuplicateDocumentError, NotFoundError
 from shared.findings import PROBE_PENDING, Findings
 from shared.gmi import GmiClient, GmiUpload
 from shared.quota import QuotaBook
@@ -44,6 +44,10 @@ class ProbeInterrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class ProbeNotRecorded(BelegsyncError):
+    """The probe could not be recorded first, so it was not sent."""
 
 
 def probe_pdf(account_id: int) -> bytes:
@@ -219,7 +223,7 @@ class WriteProbe:
             "marker": marker,
             "started_at": _now().isoformat(),
         }
-        self._findings.record(account.id, PROBE_PENDING, pending, source="doctor")
+        self._remember(account, pending)
         result = ProbeResult("billomat")
         billomat, scope = clients.billomat, clients.billomat_scope
         try:
@@ -255,7 +259,7 @@ class WriteProbe:
             "number": number,
             "started_at": _now().isoformat(),
         }
-        self._findings.record(account.id, PROBE_PENDING, pending, source="doctor")
+        self._remember(account, pending)
         result = ProbeResult("gmi")
         gmi = clients.gmi
         upload = GmiUpload(
@@ -283,6 +287,11 @@ class WriteProbe:
         finally:
             self._clean_up(account, clients, result)
         return result
+
+    def _remember(self, account: SyncAccount, pending: dict[str, Any]) -> None:
+        """Record the probe before it is uploaded: without the record, no probe."""
+        if not self._findings.record(account.id, PROBE_PENDING, pending, source="doctor"):
+            raise ProbeNotRecorded("could not record the write probe in the database; not sent")
 
     def _clean_up(self, account: SyncAccount, clients: AccountClients, result: ProbeResult) -> None:
         with signals_ignored() as arrived:

@@ -63,8 +63,8 @@ class Findings:
 
     def record(
         self, account_id: int, key: str, value: Any, answer: str = "", *, source: str = "runtime"
-    ) -> None:
-        """Insert or replace one finding."""
+    ) -> bool:
+        """Insert or replace one finding; False if it could not be written (logged)."""
         try:
             with self._db.session() as session:
                 row = session.get(AccountFinding, (account_id, key))
@@ -78,8 +78,11 @@ class Findings:
         except IntegrityError:
             # Another process recorded the same key a moment ago (or the account is gone).
             log.info("finding %s for account %s was recorded concurrently", key, account_id)
+            return False
         except SQLAlchemyError:
             log.warning("could not record finding %s", key, exc_info=True)
+            return False
+        return True
 
     def forget(self, account_id: int, key: str) -> None:
         with self._db.session() as session:
