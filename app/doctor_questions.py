@@ -163,7 +163,7 @@ class Questions:
         marked = [
             i
             for i in seen
-            if i.metadata.get(MARKER_KEY) == export_marker(account.id, ours[str(i.id)])
+            if i.metadata.get(MARKER_KEY) == export_marker(account.ref, ours[str(i.id)])
         ]
         if len(marked) == len(seen):
             return "kept", f"{len(seen)} of our uploads carry their marker"

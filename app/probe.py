@@ -213,7 +213,7 @@ class WriteProbe:
 
     def _billomat(self, account: SyncAccount, clients: AccountClients) -> ProbeResult:
         content = probe_pdf(account.id)
-        marker = export_marker(account.id, "doctor-probe")
+        marker = export_marker(account.ref, "doctor-probe")
         filename = probe_filename(account.id)
         pending: dict[str, Any] = {
             "system": "billomat",

@@ -291,7 +291,7 @@ class Reconciliation:
                 if row.target_id not in by_id:
                     report.dangling.append(uid)
                 continue
-            if by_marker.get(export_marker(account.id, uid)):
+            if by_marker.get(export_marker(account.ref, uid)):
                 continue  # there, though the ledger does not know it yet
             report.missing.append(uid)
             if row is not None and DocState(row.state) in ON_THE_WAY:
@@ -300,7 +300,7 @@ class Reconciliation:
                 GMI_KIND, uid, doc.document_type, doc.document_number or None, doc.document_date
             )
         ours = {r.target_id for r in rows.values() if r.target_id and r.target_id in by_id}
-        prefix = export_marker(account.id, "")
+        prefix = export_marker(account.ref, "")
         groups = [ids for ref, ids in by_marker.items() if len(ids) > 1 and ref.startswith(prefix)]
         groups += self._same_bytes(inbox, ours)
         report.duplicates = _merge(groups)

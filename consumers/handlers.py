@@ -199,7 +199,7 @@ class ExportHandler:
                 content_hash=doc.content_hash or sha256(source.content),
                 size=len(source.content),
                 filename=source.filename or None,
-                marker=export_marker(account.id, uid),
+                marker=export_marker(account.ref, uid),
             )
             found = self._inbox.find(
                 billomat, clients.billomat_scope, account.id, sent, doc.attempt_started_at
@@ -232,7 +232,7 @@ class ExportHandler:
                 return Outcome("waiting", detail=waiting)
             if not source.content:
                 raise PermanentError("GMI returned the document without its file", api="gmi")
-            target_id = self._upload(doc.id, account.id, source, clients, message)
+            target_id = self._upload(doc.id, account.ref, source, clients, message)
             landed_at = self._record_landing(
                 doc.id, target_id, rules.archive_after_transfer, message,
                 reason="uploaded to the Billomat inbox", content_hash=sha256(source.content),
@@ -281,13 +281,13 @@ class ExportHandler:
     def _upload(
         self,
         document_id: int,
-        account_id: int,
+        account_ref: str,
         source: GmiDocument,
         clients: AccountClients,
         message: SyncMessage,
     ) -> str:
         assert source.content is not None
-        metadata = {MARKER_KEY: export_marker(account_id, source.uid)}
+        metadata = {MARKER_KEY: export_marker(account_ref, source.uid)}
         if source.document_number:
             metadata["INVOICE_NUMBER"] = source.document_number
         if source.gross_amount is not None:

@@ -1,8 +1,8 @@
 """Findings per account: what doctor and the running service learnt where the APIs are silent.
 
 Revision ID: 0003
-Revises: 0004 (chained after main's 0004 when main was merged into this branch; written as
-a child of 0001, it touches no table of 0004)
+Revises: 0002 (chained after main's head when main was merged into this branch; written as a
+child of 0001, it touches no table of 0002 or 0004)
 Create Date: 2026-12-01
 
 One row per (account, question): whether Billomat keeps inbox metadata, which sort field it
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0004"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

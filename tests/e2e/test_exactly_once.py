@@ -55,8 +55,8 @@ def test_upload_that_landed_but_lost_its_answer_is_not_uploaded_again(
     assert landed(sims, uid, other) == {str(uid): 1, str(other): 1}
     if variant in ("documented", "billomat-no-sort-by-id"):
         assert markers(sims) == {
-            f"belegsync:a{account_id}:gmi:{uid}": 1,
-            f"belegsync:a{account_id}:gmi:{other}": 1,
+            pipeline.marker(account_id, uid): 1,
+            pipeline.marker(account_id, other): 1,
         }
     rows = {r["source_id"]: r for r in pipeline.ledger()}
     assert {r["state"] for r in rows.values()} == {"synced"}
@@ -86,7 +86,7 @@ def test_two_consumer_processes_on_one_queue_sync_200_documents_exactly_once(
         assert process.wait(timeout=180) == 0
 
     counts = markers(sims)
-    assert counts == {f"belegsync:a{account_id}:gmi:{uid}": 1 for uid in uids}
+    assert counts == {pipeline.marker(account_id, uid): 1 for uid in uids}
     assert set(pipeline.states().values()) == {"synced"}
     # both consumers really took part
     logs = [(tmp_path / f"c{n}.log").read_text() for n in range(2)]
@@ -117,7 +117,7 @@ def test_consumer_killed_after_the_upload_and_before_the_commit_causes_no_duplic
 
     assert landed(sims, uid) == {str(uid): 1}
     if variant == "documented":
-        assert markers(sims) == {f"belegsync:a{account_id}:gmi:{uid}": 1}
+        assert markers(sims) == {pipeline.marker(account_id, uid): 1}
     [row] = pipeline.ledger()
     assert row["state"] == "synced"
     assert row["target_id"] == str(sims.billomat.inbox(BILLOMAT_ID)[0]["id"])

@@ -80,7 +80,7 @@ def test_export_gaps_duplicates_and_dangling_rows_are_found_and_fix_closes_gaps_
     copy = upload_to_inbox(
         sims,
         gmi.document_content(GMI_KEY, twice),
-        {"BELEGSYNC_REF": f"belegsync:a{account_id}:gmi:{twice}"},
+        {"BELEGSYNC_REF": pipeline.marker(account_id, twice)},
     )
     delete_from_inbox(sims, targets[str(gone)])  # someone booked or deleted it in Billomat
 
