@@ -20,7 +20,7 @@ from shared.settings import Settings
 
 
 def topology(settings: Settings) -> Topology:
-    return Topology(settings.queue_prefix, settings.retry_delay_seconds)
+    return Topology.from_settings(settings)
 
 
 def broker(settings: Settings) -> Broker:

@@ -10,6 +10,12 @@ Topology (every name starts with BELEGSYNC_QUEUE_PREFIX, ``P``):
   one at the head of the queue.  The original routing key brings a message back to its queue.
 - ``P.parking`` (fanout) -> ``P.parked``: messages that cannot succeed, with headers saying why,
   until ``belegsync replay`` moves them back.
+
+Every queue is a quorum queue, replicated over the cluster's nodes (``quorum_replicas`` of them
+when set, else as many as RabbitMQ chooses).  The broker URL may name several nodes in kombu's
+failover syntax (``amqp://a//;amqp://b//``): a connection that is lost or refused moves on to
+the next node, and every publish still waits for the broker's confirm, so a node that goes away
+loses no confirmed message.
 """
 
 from __future__ import annotations
@@ -28,14 +34,18 @@ import kombu.exceptions
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.messaging import Consumer, Producer
+from kombu.utils.url import maybe_sanitize_url
 
 from shared.domain import Direction, format_duration
 from shared.errors import BrokerUnavailableError
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DELIVERY_LIMIT = 20
 HEARTBEAT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 10
+QUORUM_SIZE_ARG = "x-quorum-initial-group-size"
 
 # What a dropped or refused broker connection looks like from py-amqp and kombu.
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
@@ -63,6 +73,22 @@ class Topology:
     prefix: str
     retry_delays: tuple[int, ...]
     delivery_limit: int = DELIVERY_LIMIT
+    # Replicas per quorum queue; None leaves it to RabbitMQ (a replica on every node, up to
+    # its own limit).  RabbitMQ reads it only when a queue is created.
+    quorum_replicas: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        return cls(
+            settings.queue_prefix,
+            settings.retry_delay_seconds,
+            quorum_replicas=settings.quorum_replicas,
+        )
+
+    def _quorum(self, **arguments: Any) -> dict[str, Any]:
+        """Arguments of a quorum queue, with the replication size when one is set."""
+        replicas = {} if self.quorum_replicas is None else {QUORUM_SIZE_ARG: self.quorum_replicas}
+        return {"x-queue-type": "quorum", **replicas, **arguments}
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -83,13 +109,14 @@ class Topology:
             exchange=self.work_exchange,
             routing_key=direction.value,
             durable=True,
-            queue_arguments={
-                "x-queue-type": "quorum",
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": self.parking_exchange.name,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
+            queue_arguments=self._quorum(
+                **{
+                    "x-delivery-limit": self.delivery_limit,
+                    "x-dead-letter-exchange": self.parking_exchange.name,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                }
+            ),
         )
 
     def tier_label(self, tier: int) -> str:
@@ -104,17 +131,18 @@ class Topology:
             exchange.name,
             exchange=exchange,
             durable=True,
-            queue_arguments={
-                # A classic queue dead-letters at most once: a message expiring while the
-                # broker restarts, before the work queue is back, is silently dropped (seen
-                # in the chaos test).  A quorum queue with at-least-once dead-lettering keeps
-                # it until the work queue has taken it.
-                "x-queue-type": "quorum",
-                "x-message-ttl": self.retry_delays[tier] * 1000,
-                "x-dead-letter-exchange": self.work_exchange.name,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
+            # A classic queue dead-letters at most once: a message expiring while the broker
+            # restarts, before the work queue is back, is silently dropped (seen in the chaos
+            # test).  A quorum queue with at-least-once dead-lettering keeps it until the work
+            # queue has taken it.
+            queue_arguments=self._quorum(
+                **{
+                    "x-message-ttl": self.retry_delays[tier] * 1000,
+                    "x-dead-letter-exchange": self.work_exchange.name,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                }
+            ),
         )
 
     @property
@@ -123,7 +151,7 @@ class Topology:
             f"{self.prefix}.parked",
             exchange=self.parking_exchange,
             durable=True,
-            queue_arguments={"x-queue-type": "quorum"},
+            queue_arguments=self._quorum(),
         )
 
     def tier_for_delay(self, seconds: float) -> int:
@@ -193,6 +221,7 @@ class Broker:
         heartbeat: int = HEARTBEAT_SECONDS,
     ) -> None:
         self.url = url
+        self.nodes = node_urls(url)
         self.topology = topology
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
@@ -201,13 +230,17 @@ class Broker:
         self._publish_channel: Any = None
         self._keepalive: _Keepalive | None = None
         self._declared = False
+        # Where the next connect starts: after a loss, the node after the one that went away.
+        self._next_node = 0
+        self.connects = 0
+        self.node: str | None = None
 
     def __repr__(self) -> str:
         return f"Broker({self.safe_url})"
 
     @property
     def safe_url(self) -> str:
-        return Connection(self.url).as_uri(include_password=False)
+        return ";".join(maybe_sanitize_url(node) for node in self.nodes)
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -218,21 +251,17 @@ class Broker:
         on_retry: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        """Connect and declare the topology; ``retries=None`` keeps trying (until ``stop``)."""
+        """Connect and declare the topology; ``retries=None`` keeps trying (until ``stop``).
+
+        One attempt tries every node of the URL once, starting with the node after the one
+        used last, so a process whose node went away moves on instead of waiting for it.
+        """
         attempt = 0
         while True:
             try:
                 with self.lock:
                     self._close_quietly()
-                    connection = Connection(
-                        self.url,
-                        heartbeat=self.heartbeat,
-                        connect_timeout=10,
-                        transport_options={"confirm_publish": True},
-                    )
-                    connection.connect()
-                    self._connection = connection
-                    self._publish_channel = connection.channel()
+                    self._connect_any_node()
                     self.topology.declare(self._publish_channel)
                     self._declared = True
                 if self._keepalive is None and self.heartbeat:
@@ -240,6 +269,8 @@ class Broker:
                     self._keepalive.start()
                 return
             except CONNECTION_ERRORS as e:
+                with self.lock:
+                    self._close_quietly()
                 attempt += 1
                 if retries is not None and attempt > retries:
                     raise BrokerUnavailableError(
@@ -254,6 +285,34 @@ class Broker:
                     ) from e
                 if stop is None:
                     time.sleep(delay)
+
+    def _connect_any_node(self) -> None:
+        """Open a connection to the first node that takes it (caller holds ``lock``)."""
+        count = len(self.nodes)
+        order = [self.nodes[(self._next_node + i) % count] for i in range(count)]
+        connection = Connection(
+            ";".join(order),
+            heartbeat=self.heartbeat,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            transport_options={"confirm_publish": True},
+        )
+        try:
+            # kombu's failover: each refused node hands over to the next alternate, without a
+            # pause in between; the last one's error is raised.
+            connection.ensure_connection(
+                max_retries=count - 1, interval_start=0, reraise_as_library_errors=False
+            )
+            self._connection = connection
+            self._publish_channel = connection.channel()
+        except BaseException:
+            self._next_node = (self._next_node + 1) % count
+            connection.release()
+            raise
+        used = _node_index(self.nodes, connection)
+        self._next_node = (used + 1) % count
+        self.connects += 1
+        self.node = maybe_sanitize_url(self.nodes[used])
+        log.info("connected to RabbitMQ at %s (connection %d)", self.node, self.connects)
 
     @property
     def connection(self) -> Connection:
@@ -466,6 +525,24 @@ class Broker:
                 except Exception:
                     channel = self.connection.channel()
             channel.close()
+
+
+def node_urls(url: str) -> list[str]:
+    """The nodes of a broker URL in kombu's failover syntax (``amqp://a//;amqp://b//``)."""
+    nodes = [part.strip() for part in url.split(";") if part.strip()]
+    if not nodes:
+        raise ValueError("the broker URL names no RabbitMQ node")
+    return nodes
+
+
+def _node_index(nodes: Sequence[str], connection: Connection) -> int:
+    """Which of ``nodes`` a connected kombu connection ended up on."""
+    where = (connection.hostname, connection.port)
+    for index, node in enumerate(nodes):
+        candidate = Connection(node)
+        if (candidate.hostname, candidate.port) == where:
+            return index
+    return 0
 
 
 def _reason(error: BaseException) -> str:

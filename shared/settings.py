@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.domain import parse_duration
 
 DEFAULT_RETRY_DELAYS = "10s,1m,10m,1h,6h"
+BROKER_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 
 
 class Settings(BaseSettings):
@@ -21,6 +22,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BELEGSYNC_", frozen=True, extra="ignore")
 
     database_url: str = "sqlite:///belegsync.db"
+    # One RabbitMQ node, or several in kombu's failover syntax: amqp://a//;amqp://b//
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     queue_prefix: str = "belegsync"
     secret_key: SecretStr | None = None
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Seconds to wait for the broker to confirm a publish.
     publish_timeout: float = Field(default=15.0, gt=0)
+    # Replicas of each quorum queue when it is created; unset: RabbitMQ's choice (every node
+    # of the cluster, up to its limit).  An odd number up to the node count, e.g. 3 of 5.
+    quorum_replicas: int | None = Field(default=None, ge=1)
     # Messages a consumer holds at once; small so that work spreads over consumers.
     prefetch: int = Field(default=1, ge=1, le=100)
     # Calls kept back per Billomat account so a poll never takes the last of the quota.
@@ -52,6 +57,21 @@ class Settings(BaseSettings):
         if not value or any(ch.isspace() for ch in value):
             raise ValueError("BELEGSYNC_QUEUE_PREFIX must be a non-empty word without spaces")
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        nodes = [part.strip() for part in value.split(";") if part.strip()]
+        if not nodes:
+            raise ValueError("BELEGSYNC_BROKER_URL must name at least one RabbitMQ node")
+        for node in nodes:
+            scheme = node.split("://", 1)[0] if "://" in node else ""
+            if scheme not in BROKER_SCHEMES:
+                raise ValueError(
+                    "BELEGSYNC_BROKER_URL must be amqp:// or amqps:// URLs "
+                    "(several RabbitMQ nodes separated by ';')"
+                )
+        return ";".join(nodes)
 
     @field_validator("billomat_base_url")
     @classmethod
