@@ -174,11 +174,32 @@ class Topology:
         result.append(("parked", "parked", self.parked_queue))
         return result
 
-    def declare(self, channel: Any) -> None:
+    def declare(self, channel: Any, reopen: Callable[[], Any] | None = None) -> Any:
+        """Declare everything; returns the channel to go on with.
+
+        A quorum queue's replication size counts only when the queue is created, but RabbitMQ
+        refuses a declare whose size differs from the existing queue's.  Such a queue is
+        taken as it is (a new channel from ``reopen``, since the refusal closed the old one),
+        so changing ``BELEGSYNC_QUORUM_REPLICAS`` never stops a running system.
+        """
         for exchange in (self.work_exchange, self.parking_exchange):
             exchange(channel).declare()
         for _, _, queue in self.queues():
-            queue(channel).declare()
+            try:
+                queue(channel).declare()
+            except amqp.exceptions.PreconditionFailed as e:
+                if reopen is None or QUORUM_SIZE_ARG not in str(e):
+                    raise
+                channel = reopen()
+                channel.queue_declare(queue=queue.name, passive=True)
+                queue(channel).queue_bind()
+                log.warning(
+                    "queue %s already exists with another replication size; "
+                    "BELEGSYNC_QUORUM_REPLICAS applies to new queues only "
+                    "(rabbitmq-queues grow/shrink changes existing ones)",
+                    queue.name,
+                )
+        return channel
 
 
 @dataclass
@@ -262,7 +283,9 @@ class Broker:
                 with self.lock:
                     self._close_quietly()
                     self._connect_any_node()
-                    self.topology.declare(self._publish_channel)
+                    self._publish_channel = self.topology.declare(
+                        self._publish_channel, reopen=self.connection.channel
+                    )
                     self._declared = True
                 if self._keepalive is None and self.heartbeat:
                     self._keepalive = _Keepalive(self, interval=self.heartbeat / 3)
