@@ -10,6 +10,7 @@ process group of their own and killed by that group's id; their pids are also wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -205,10 +206,8 @@ class RabbitCluster:
         """SIGKILL the node's whole process group: a machine that just went away."""
         if node.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(node.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         node.process.wait(30)
         node.process = None
         node.stops += 1
@@ -232,10 +231,8 @@ class RabbitCluster:
         """Kill every node this run started (by process group) and forget them."""
         for node in self.nodes:
             if node.process is not None and node.process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(node.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 node.process.wait(30)
             node.process = None
             node.pid_file.unlink(missing_ok=True)
@@ -246,9 +243,16 @@ class RabbitCluster:
         """leader, members, online and messages of one queue, as RabbitMQ reports them."""
         rows = json.loads(
             self.ctl(
-                via, "list_queues", "name", "leader", "members", "online", "messages",
-                "--formatter", "json",
-            )  # fmt: skip
+                via,
+                "list_queues",
+                "name",
+                "leader",
+                "members",
+                "online",
+                "messages",
+                "--formatter",
+                "json",
+            )
         )
         for row in rows:
             if row.get("name") == name:
