@@ -2,16 +2,20 @@
 
 Quick checks of what the three-node cluster test relies on: a node that refuses is skipped, a
 lost node is not the first one tried again, the replication size of an existing queue does not
-stop a process, and a bad URL is one clear line.
+stop a process, and a bad URL is one clear line.  And of the cluster harness itself: it cannot
+reach the machine's own node, and it kills only what an earlier run of it left behind.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import uuid
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -20,7 +24,7 @@ from shared.broker import QUORUM_SIZE_ARG, Broker, Topology
 from shared.domain import Direction
 from shared.errors import BrokerUnavailableError
 from shared.settings import Settings
-from tests.cluster.rabbit import free_port
+from tests.cluster.rabbit import PIDS_DIR, Node, RabbitCluster, free_port, kill_leftovers, tool
 
 PASSWORD = "node-secret-7"
 
@@ -175,3 +179,38 @@ def test_cli_says_in_one_line_what_is_wrong_with_the_broker_url() -> None:
     assert len(lines) == 1
     assert "BELEGSYNC_BROKER_URL" in lines[0]
     assert PASSWORD not in result.stderr
+
+
+# -- the cluster harness keeps its hands off the machine's node ------------------------------
+
+
+def test_cluster_harness_cannot_reach_the_machines_own_node(tmp_path: Path) -> None:
+    if tool("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+    cluster = RabbitCluster(tmp_path / "c")
+    assert all(not node.name.startswith("rabbit@") for node in cluster.nodes)
+    # Its own Erlang cookie: even a mistaken -n rabbit@localhost is refused.
+    machine = Node("rabbit@localhost", 5672, 25672, tmp_path)
+    with pytest.raises(RuntimeError, match="rabbitmqctl -n rabbit@localhost"):
+        cluster.ctl(machine, "status", timeout=60)
+
+
+def test_leftover_nodes_of_a_killed_run_are_killed_and_nothing_else(tmp_path: Path) -> None:
+    PIDS_DIR.mkdir(parents=True, exist_ok=True)
+    name = f"bsct9-{uuid.uuid4().hex[:6]}"
+    ours = subprocess.Popen(
+        ["sleep", "300"], env={"RABBITMQ_NODENAME": f"{name}@localhost"}, start_new_session=True
+    )
+    stranger = subprocess.Popen(["sleep", "300"], env={}, start_new_session=True)
+    (PIDS_DIR / f"{name}.pgid").write_text(str(ours.pid))
+    (PIDS_DIR / f"{name}x.pgid").write_text(str(stranger.pid))  # environ does not match
+    try:
+        kill_leftovers()
+        assert ours.wait(10) == -signal.SIGKILL
+        assert stranger.poll() is None
+        assert not (PIDS_DIR / f"{name}.pgid").exists()
+    finally:
+        for process in (ours, stranger):
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
