@@ -11,6 +11,7 @@ COPY shared ./shared
 COPY producers ./producers
 COPY consumers ./consumers
 COPY simulators ./simulators
+COPY app ./app
 # A virtualenv copied whole into the runtime stage: no compiler, no sources, no pip cache there.
 RUN python -m venv /opt/belegsync && /opt/belegsync/bin/pip install .
 

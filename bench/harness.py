@@ -33,7 +33,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from shared import bootstrap, migrations
+from app import bootstrap
+from shared import migrations
 from shared.accounts import AccountChanges, AccountService
 from shared.broker import Broker
 from shared.crypto import SecretBox, generate_key
@@ -89,7 +90,7 @@ def other_activity() -> dict[str, int]:
         "pytest": "pytest",
         "mypy": "mypy",
         "ruff": "ruff",
-        "belegsync": "shared.cli",
+        "belegsync": "app.cli",
         "docker": "dockerd",
     }
     found: dict[str, int] = {}
@@ -672,7 +673,7 @@ class Run:
         log = open(self.dir / log_name, "ab")  # noqa: SIM115 - closed in close()
         self._logs.append(log)
         process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "app.cli", *args],
             env=self.env(),
             cwd=REPO,
             stdout=log,

@@ -1,7 +1,7 @@
 """Ledger cost per document: transactions, SQL statements and connections a consumer spends.
 
 N documents (default 100) are seeded and published by one ``produce --once``; then a consumer
-built by ``shared.bootstrap.build_consumer`` runs in this process's main thread until the queue
+built by ``app.bootstrap.build_consumer`` runs in this process's main thread until the queue
 is empty (``idle_exit``), with SQLAlchemy event listeners on its engine counting:
 
 - ``transactions``: ``BEGIN`` s (each ``Database.session()`` is one),
@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from app import bootstrap
 from bench.harness import (
     BILLOMAT_ID,
     GMI_KEY,
@@ -45,7 +46,6 @@ from bench.harness import (
     simulators,
 )
 from bench.throughput import seed
-from shared import bootstrap
 from shared.domain import Direction
 
 

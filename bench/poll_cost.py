@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from app import bootstrap
 from bench.harness import (
     BILLOMAT_ID,
     GMI_KEY,
@@ -57,7 +58,6 @@ from bench.harness import (
     simulators,
 )
 from producers.scheduler import Producer
-from shared import bootstrap
 from shared.db import Document, PollState
 from shared.domain import DocState
 from simulators import Simulators

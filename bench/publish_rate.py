@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from app import bootstrap
 from bench.harness import (
     MachineNote,
     Run,
@@ -40,7 +41,6 @@ from bench.harness import (
     simulators,
 )
 from producers.outbox import BATCH, Outbox, message_for
-from shared import bootstrap
 from shared.db import Document, SyncAccount
 from shared.domain import Direction, DocState
 from shared.messages import ATTEMPT_HEADER

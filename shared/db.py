@@ -48,6 +48,11 @@ from shared.errors import BelegsyncError, NotMigratedError
 
 log = logging.getLogger(__name__)
 
+# The Alembic revision these models describe.  Every migration that changes the schema moves it;
+# a test checks that it is alembic's head, so a process can check its database without loading
+# alembic (about 11 MiB and 100 ms for every producer and consumer).
+SCHEMA_REVISION = "0001"
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -269,9 +274,7 @@ class Database:
         return True
 
     def check_migrated(self) -> None:
-        """Raise NotMigratedError unless the schema is at the newest Alembic revision."""
-        from shared.migrations import head_revision
-
+        """Raise NotMigratedError unless the schema is at the revision these models describe."""
         try:
             with self.engine.connect() as conn:
                 if not inspect(conn).has_table("alembic_version"):
@@ -279,9 +282,10 @@ class Database:
                 current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except OperationalError as e:
             raise DatabaseError(f"cannot reach the database: {_short(e)}") from e
-        head = head_revision()
-        if current != head:
-            raise NotMigratedError(f"schema at {current or 'nothing'}, code expects {head}")
+        if current != SCHEMA_REVISION:
+            raise NotMigratedError(
+                f"schema at {current or 'nothing'}, code expects {SCHEMA_REVISION}"
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from simulators.seed import seed_demo
-from simulators.suite import Simulators
+if TYPE_CHECKING:
+    from simulators.suite import Simulators
 
 
 @click.command("simulate")
@@ -41,6 +42,8 @@ def simulate(
     The demo account and tenant always exist (empty with --no-seed-demo); more can be created
     through each server's /_sim control endpoints (see simulators/README.md).
     """
+    from simulators.suite import Simulators
+
     sims = Simulators(host=host, gmi_port=gmi_port, billomat_port=billomat_port)
     try:
         sims.start()
@@ -71,6 +74,8 @@ def simulate(
 
 
 def _seed(sims: Simulators, gmi_api_key: str, billomat_id: str, billomat_api_key: str) -> str:
+    from simulators.seed import seed_demo
+
     data = seed_demo(
         sims, gmi_api_key=gmi_api_key, billomat_id=billomat_id, billomat_api_key=billomat_api_key
     )

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from shared.cli import main
-from shared.cli.app import App
+from app.cli import main
+from app.cli.app import App
 from shared.settings import Settings
 
 

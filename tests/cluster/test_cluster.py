@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import bootstrap
+from app import bootstrap
 from shared.accounts import AccountChanges
 from shared.domain import Direction
 from simulators import Simulators

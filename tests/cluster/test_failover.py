@@ -167,7 +167,7 @@ def test_a_bad_broker_url_is_refused_without_echoing_it(url: str) -> None:
 
 def test_cli_says_in_one_line_what_is_wrong_with_the_broker_url() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "status"],
+        [sys.executable, "-m", "app.cli", "status"],
         env={"BELEGSYNC_BROKER_URL": f"amqp://guest:{PASSWORD}@a//;http://b//", "PATH": ""},
         capture_output=True,
         text=True,

@@ -13,8 +13,8 @@ import amqp.exceptions
 import pytest
 from kombu import Connection
 
-from shared.bootstrap import topology
-from shared.demo import RETRY_DELAYS
+from app.bootstrap import topology
+from app.demo import RETRY_DELAYS
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ class DemoSandbox:
     env: dict[str, str]
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "shared.cli", "demo", *args]
+        return [sys.executable, "-m", "app.cli", "demo", *args]
 
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

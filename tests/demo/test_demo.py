@@ -137,7 +137,7 @@ def test_keep_shows_progress_and_tables_and_keeps_a_database_status_can_read(
     # The hint works: in the kept directory, plain `belegsync status` reads the demo's ledger.
     env = {k: v for k, v in demo.env.items() if not k.startswith("BELEGSYNC_")}
     status = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "status", "--json"],
+        [sys.executable, "-m", "app.cli", "status", "--json"],
         cwd=kept, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert status.returncode == 0, status.stderr

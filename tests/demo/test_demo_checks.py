@@ -10,19 +10,12 @@ from typing import Any
 
 import pytest
 
+from app.bootstrap import broker
+from app.demo.checks import find_problems
+from app.demo.model import BILLOMAT_API_KEY, BILLOMAT_ID, GMI_API_KEY, RETRY_DELAYS
+from app.demo.rounds import expected_synced
+from app.demo.sandbox import Sandbox, Teardown, create_sandbox
 from shared.billomat import BillomatClient
-from shared.bootstrap import broker
-from shared.demo import (
-    BILLOMAT_API_KEY,
-    BILLOMAT_ID,
-    GMI_API_KEY,
-    RETRY_DELAYS,
-    Sandbox,
-    Teardown,
-    create_sandbox,
-    expected_synced,
-    find_problems,
-)
 from shared.domain import Direction, export_marker
 from shared.settings import Settings
 

@@ -249,7 +249,7 @@ def test_every_belegsync_variable_is_one_the_code_reads() -> None:
 
 @pytest.mark.parametrize("name", BELEGSYNC_SERVICES)
 def test_service_command_exists_in_the_cli(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    cli = pytest.importorskip("shared.cli", reason="the belegsync CLI does not exist yet")
+    cli = pytest.importorskip("app.cli", reason="the belegsync CLI does not exist yet")
     args = command(name)
     # --help after the options: click rejects an unknown command or option before it prints
     # help, so exit 0 means every word of the compose command is known to the CLI.

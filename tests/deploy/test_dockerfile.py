@@ -165,9 +165,9 @@ def test_a_wheel_built_from_the_image_context_contains_the_cli_and_migrations(
         "shared/metrics.py",
         "shared/health.py",
         "shared/logs.py",
-        "shared/cli/__init__.py",
+        "app/cli/__init__.py",
     ):
         assert module in names, module
     assert any(n.startswith("shared/_alembic/") for n in names), "migrations missing"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "belegsync = shared.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "belegsync = app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -15,6 +15,9 @@ import requests
 import yaml
 from kombu.connection import Connection
 
+from app.cli import main as cli_main
+from app.cli.run import DEFAULT_PORTS
+from producers.webhooks.receiver import PATH_PREFIX
 from shared.broker import Broker, Topology
 from shared.domain import Direction
 from shared.health import serve
@@ -22,13 +25,6 @@ from shared.metrics import Metrics
 from shared.settings import Settings
 from tests.deploy.kube import BASE, Manifest, named, of_kind, render
 from tests.deploy.prom import ALERTS, free_port
-
-try:  # the CLI moves to the application layer (app/) on main
-    from app.cli import main as cli_main  # type: ignore[import-not-found]
-    from app.cli.ops import DEFAULT_PORTS  # type: ignore[import-not-found]
-except ImportError:
-    from shared.cli import main as cli_main
-    from shared.cli.ops import DEFAULT_PORTS
 
 ROLE_OF_COMMAND = {"produce": "producer", "consume": "consumer", "webhooks": "webhooks"}
 EXAMPLE_USER, EXAMPLE_PASSWORD = "default_user_x1", "cGFzc3dvcmQ-_="  # URL-safe base64 shape
@@ -193,10 +189,6 @@ def test_ingress_reaches_the_webhook_receiver_on_the_port_it_listens_on() -> Non
     assert port["targetPort"] == "webhooks"
     ingress = named(manifests(), "Ingress", "belegsync")
     (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
-    try:
-        from producers.webhooks import PATH_PREFIX
-    except ImportError:  # split into a package on main
-        from producers.webhooks.http import PATH_PREFIX  # type: ignore[import-not-found,no-redef]
     assert path["path"] == PATH_PREFIX
     assert path["backend"]["service"] == {
         "name": "belegsync-webhooks",

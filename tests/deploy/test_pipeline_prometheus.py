@@ -33,7 +33,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
-from shared import bootstrap
+from app import bootstrap
 from shared.accounts import AccountChanges
 from shared.db import PollState
 from shared.domain import Direction

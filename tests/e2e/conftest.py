@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
+from app import bootstrap
+from app.status import documents, overview
 from consumers.worker import Consumer
 from producers.pollers import PollReport
-from shared import bootstrap
 from shared.accounts import AccountChanges, AccountService
 from shared.crypto import SecretBox
 from shared.db import Database
 from shared.domain import Direction
 from shared.settings import Settings
-from shared.status import documents, overview
 from simulators import Simulators
 from tests.conftest import PostgresDatabases, make_database_url, make_settings
 
@@ -141,7 +141,7 @@ class Pipeline:
     ) -> subprocess.Popen[bytes]:
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "app.cli", *args],
             env=env or settings_env(self.settings),
             stdout=out,
             stderr=subprocess.STDOUT if log else subprocess.DEVNULL,

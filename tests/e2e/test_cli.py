@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
-from shared.cli import cli, main
+from app.cli import cli, main
 from simulators import Simulators
 from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline
 from tests.helpers import Cli
@@ -122,7 +122,9 @@ def test_produce_once_exits_1_when_a_poll_fails(
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = []
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         found.append((*prefix, name))
         if isinstance(command, click.Group):
             found += _all_commands(command, (*prefix, name))
@@ -130,7 +132,6 @@ def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tupl
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    main(["--help"])  # registers the optional commands
     commands = _all_commands(cli)
     assert {
         ("demo",),

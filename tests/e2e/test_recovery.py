@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from shared import bootstrap
+from app import bootstrap
+from app.replay import Replayer, Selection
+from app.status import documents
 from shared.accounts import AccountChanges
 from shared.broker import Broker
 from shared.domain import Direction
@@ -23,8 +25,6 @@ from shared.messages import (
     LAST_FAILURE_HEADER,
     ROUTING_KEY_HEADER,
 )
-from shared.replay import Replayer, Selection
-from shared.status import documents
 from simulators import Simulators
 from tests.e2e.conftest import BILLOMAT_ID, BILLOMAT_KEY, GMI_KEY, Pipeline, PipelineFactory
 

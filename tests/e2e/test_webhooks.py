@@ -18,10 +18,10 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from app import bootstrap
+from app.cli import main
+from app.webhooks import Webhooks
 from producers.outbox import Outbox
-from producers.webhooks import Webhooks
-from shared import bootstrap
-from shared.cli import main
 from shared.domain import Direction
 from shared.metrics import Metrics
 from simulators import Simulators

@@ -6,13 +6,15 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     # On a terminal rich fits the table to it; into a pipe or file it would assume 80
     # columns and fold wide tables, so give it room instead.
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
@@ -46,6 +48,8 @@ def print_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, title: str = ""
 ) -> None:
     """``columns`` are (key, header) pairs."""
+    from rich.table import Table
+
     console = _console()
     if not rows:
         console.print(f"no {title or 'rows'}" if title else "nothing to show")
@@ -59,6 +63,8 @@ def print_table(
 
 
 def print_record(record: Mapping[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")

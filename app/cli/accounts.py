@@ -5,17 +5,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from sqlalchemy import func, select
 
-from shared.accounts import AccountChanges
-from shared.cli.app import App
-from shared.cli.output import print_json, print_record, print_table
-from shared.db import Document
+from app.cli.app import App
+from app.cli.output import print_json, print_record, print_table
 from shared.domain import Direction, parse_date, parse_duration, parse_list
 from shared.errors import UsageError
+
+if TYPE_CHECKING:
+    from shared.accounts import AccountChanges
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -152,6 +152,8 @@ def import_options(fn: F) -> F:
 
 
 def _changes(kw: dict[str, Any]) -> AccountChanges:
+    from shared.accounts import AccountChanges
+
     date_from, clear_from = _date(kw.get("date_from"), "--date-from")
     date_to, clear_to = _date(kw.get("date_to"), "--date-to")
     return AccountChanges(
@@ -269,6 +271,8 @@ def update(app: App, /, name: str, **kw: Any) -> None:
 
     Dates accept 'none' to clear them.
     """
+    from shared.accounts import AccountChanges
+
     changes = _changes(kw)
     if changes == AccountChanges():
         raise UsageError("nothing to update: give at least one option (see --help)")
@@ -299,6 +303,10 @@ def resume(app: App, name: str) -> None:
 @pass_app
 def remove(app: App, name: str) -> None:
     """Remove an account together with its ledger and poll state."""
+    from sqlalchemy import func, select
+
+    from shared.db import Document
+
     db = app.migrated_db()
     with db.session() as session:
         account = app.accounts.get(session, name)

@@ -1,6 +1,6 @@
-"""`belegsync demo`: the whole loop on local simulators in one command, shown on the console.
+"""How `belegsync demo` looks on the console: narrative, progress bars, the final tables.
 
-The work is in ``shared.demo``; this module parses the options and draws progress and tables.
+The work is in ``app.demo``; the command and its options are in ``app.cli.demo``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from shared.cli.app import App
-from shared.cli.ops import status
-from shared.cli.output import cell, info, print_json
-from shared.demo import DemoError, DemoOptions, DemoReport, RoundResult, Tally, run_demo
+from app.cli.app import App
+from app.cli.output import cell, info, print_json
+from app.cli.overview import status
+from app.demo import DemoError, DemoOptions, DemoReport, RoundResult, Tally, run_demo
 from shared.domain import Direction
 from shared.settings import Settings
 
@@ -245,7 +245,7 @@ def print_summary(console: Console, report: DemoReport) -> None:
     line(f"demo finished in {report.seconds['total']:.1f}s: {verdict}")
 
 
-def _run_demo(
+def run_demo_on_console(
     app: App,
     *,
     as_json: bool,
@@ -283,62 +283,3 @@ def _run_demo(
     if not quiet or not as_json:
         print_summary(console, report)
     return report
-
-
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress, only the result.")
-@click.option(
-    "--keep", is_flag=True, help="Keep the temporary database, key and logs; print where."
-)
-@click.option(
-    "--consumers",
-    type=click.IntRange(1, 8),
-    default=2,
-    show_default=True,
-    help="Consumer processes to start.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=5),
-    default=60.0,
-    show_default=True,
-    help="Seconds each round may take before the demo gives up.",
-)
-@click.option(
-    "--later-changes/--no-later-changes",
-    default=True,
-    show_default=True,
-    help="Approve a waiting document and finish the draft, then poll again.",
-)
-@pass_app
-def _demo(
-    app: App,
-    /,
-    as_json: bool,
-    quiet: bool,
-    keep: bool,
-    consumers: int,
-    timeout: float,
-    later_changes: bool,
-) -> None:
-    """The whole loop on local simulators: GMI ⇄ RabbitMQ ⇄ Billomat, in one command.
-
-    Needs RabbitMQ (BELEGSYNC_BROKER_URL); everything else is temporary and removed afterwards:
-    simulators on free ports with demo data, a fresh SQLite database, an export and an import
-    account, a producer and consumer processes on their own queues (belegsync-demo-…). Your
-    belegsync.db, belegsync.key and queues are not touched.
-    """
-    report = _run_demo(
-        app,
-        as_json=as_json,
-        quiet=quiet,
-        keep=keep,
-        consumers=consumers,
-        timeout=timeout,
-        later_changes=later_changes,
-    )
-    if not report.ok:
-        raise DemoError(f"the demo found {len(report.problems)} problem(s): {report.problems[0]}")
-
-
-demo = click.command("demo")(_demo)

@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from producers.webhooks import PATH_PREFIX, Webhooks
-from shared.cli.app import App
-from shared.cli.ops import metrics_port_option, observed, pass_app, stop_on_signals
+from app.cli.app import App
+from app.cli.run import metrics_port_option, observed, pass_app, stop_on_signals
 from shared.domain import Direction
 from shared.errors import BelegsyncError
 
@@ -38,6 +37,9 @@ def webhooks(app: App, /, port: int, host: str, metrics_port: int | None) -> Non
     For import accounts with --webhook-username/--webhook-password; Billomat's webhook
     settings take the URL (behind HTTPS) and the same credentials. Runs until SIGTERM/Ctrl-C.
     """
+    from app.webhooks import Webhooks
+    from producers.webhooks import PATH_PREFIX
+
     db = app.migrated_db()
     box = app.secret_box
     # Ready means webhooks can be recorded: the database.  A missing broker only delays the

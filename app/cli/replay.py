@@ -7,12 +7,10 @@ from datetime import timedelta
 
 import click
 
-from shared import bootstrap
-from shared.cli.app import App
-from shared.cli.output import print_json, print_table
+from app.cli.app import App
+from app.cli.output import print_json, print_table
 from shared.domain import parse_duration
 from shared.errors import UsageError
-from shared.replay import Replayer, Selection
 
 pass_app = click.make_pass_decorator(App)
 
@@ -46,6 +44,9 @@ def replay(
     A parked document whose message is gone is rebuilt from the ledger; one that has been
     synced since is left alone.  Fix the cause first (see `belegsync documents --state parked`).
     """
+    from app import bootstrap
+    from app.replay import Replayer, Selection
+
     stuck_for = None
     if stuck is not None:
         try:

@@ -1,12 +1,13 @@
-"""Composition roots: build each process's objects once, from its settings, and pass them down."""
+"""Composition roots: build each process's objects once, from its settings, and pass them down.
+
+A producer process imports no consumer code and a consumer process no producer code: each
+builder imports its side when it runs.
+"""
 
 from __future__ import annotations
 
-from consumers.handlers import ExportHandler, ImportHandler
-from consumers.worker import Consumer
-from producers.outbox import Outbox
-from producers.pollers import ExportPoller, ImportPoller
-from producers.scheduler import Producer
+from typing import TYPE_CHECKING
+
 from shared.accounts import AccountService
 from shared.broker import Broker, Topology
 from shared.clients import ClientFactory
@@ -17,6 +18,10 @@ from shared.locks import locks_for
 from shared.metrics import Metrics
 from shared.quota import QuotaBook
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from consumers.worker import Consumer
+    from producers.scheduler import Producer
 
 
 def topology(settings: Settings) -> Topology:
@@ -30,6 +35,10 @@ def broker(settings: Settings) -> Broker:
 def build_producer(
     settings: Settings, db: Database, box: SecretBox, metrics: Metrics | None
 ) -> Producer:
+    from producers.outbox import Outbox
+    from producers.pollers import ExportPoller, ImportPoller
+    from producers.scheduler import Producer
+
     quota = QuotaBook(db)
     the_broker = broker(settings)
     return Producer(
@@ -55,6 +64,9 @@ def build_producer(
 def build_consumer(
     settings: Settings, db: Database, box: SecretBox, metrics: Metrics | None
 ) -> Consumer:
+    from consumers.handlers import ExportHandler, ImportHandler
+    from consumers.worker import Consumer
+
     quota = QuotaBook(db)
     return Consumer(
         db=db,

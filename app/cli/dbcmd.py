@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from shared import migrations
-from shared.cli.app import App
-from shared.crypto import generate_key
+from app.cli.app import App
 from shared.errors import BelegsyncError
 
 pass_app = click.make_pass_decorator(App)
@@ -23,6 +20,10 @@ def db_group() -> None:
 @pass_app
 def upgrade(app: App, revision: str) -> None:
     """Apply the migrations up to REVISION (default: the newest)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shared import migrations
+
     try:
         migrations.upgrade(app.settings.database_url, revision)
     except SQLAlchemyError as e:
@@ -37,6 +38,8 @@ def upgrade(app: App, revision: str) -> None:
 @pass_app
 def downgrade(app: App, revision: str) -> None:
     """Undo migrations down to REVISION (default: an empty database)."""
+    from shared import migrations
+
     migrations.downgrade(app.settings.database_url, revision)
     click.echo(f"database at revision {revision}")
 
@@ -45,6 +48,8 @@ def downgrade(app: App, revision: str) -> None:
 @pass_app
 def check(app: App) -> None:
     """Exit 0 when the schema is current, else say what to run."""
+    from shared import migrations
+
     app.db.check_migrated()
     click.echo(f"database is at the newest revision {migrations.head_revision()}")
 
@@ -52,4 +57,6 @@ def check(app: App) -> None:
 @click.command("secret-key")
 def secret_key() -> None:
     """Print a new Fernet key for BELEGSYNC_SECRET_KEY."""
+    from shared.crypto import generate_key
+
     click.echo(generate_key())

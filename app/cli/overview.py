@@ -1,0 +1,116 @@
+"""`belegsync status` and `belegsync documents`: the sync overview and the per-document ledger."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.app import App
+from app.cli.output import print_json, print_record, print_table
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def status(app: App, /, as_json: bool) -> None:
+    """The sync overview: per account, the last and next poll and documents by state."""
+    from app.status import overview
+
+    rows = overview(app.migrated_db())
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        counts = row["counts"]
+        row["synced"] = counts.get("synced", 0)
+        row["pending"] = sum(counts.get(s, 0) for s in ("pending", "uploading", "uploaded", "held"))
+        row["waiting"] = counts.get("waiting_approval", 0) + counts.get("draft", 0)
+        row["retrying"] = counts.get("retrying", 0)
+        row["parked"] = counts.get("parked", 0)
+        row["skipped"] = counts.get("skipped", 0)
+        row["last_poll"] = (
+            f"{row['last_poll_at'][:19].replace('T', ' ')} {row['last_poll_result']}"
+            if row["last_poll_at"]
+            else None
+        )
+        row["next_poll"] = (
+            row["next_poll_at"][:19].replace("T", " ") if row["next_poll_at"] else None
+        )
+    print_table(
+        rows,
+        [
+            ("account", "account"),
+            ("direction", "direction"),
+            ("enabled", "enabled"),
+            ("last_poll", "last poll (UTC)"),
+            ("next_poll", "next poll (UTC)"),
+            ("synced", "synced"),
+            ("pending", "pending"),
+            ("waiting", "waiting"),
+            ("retrying", "retrying"),
+            ("parked", "parked"),
+            ("skipped", "skipped"),
+            ("attention", "attention"),
+        ],
+        title="sync overview",
+    )
+
+
+@click.command("documents")
+@click.option("--account", help="Only this account.")
+@click.option("--state", help="Only documents in this state (e.g. parked, synced, pending).")
+@click.option("--document", "source_id", help="One source document id, with its history.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def documents(
+    app: App,
+    /,
+    account: str | None,
+    state: str | None,
+    source_id: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """The per-document ledger: where each document stands, and why."""
+    from app.status import documents as list_documents
+
+    rows = list_documents(
+        app.migrated_db(),
+        account=account,
+        state=state,
+        source_id=source_id,
+        limit=limit,
+        with_history=source_id is not None,
+    )
+    if as_json:
+        print_json(rows)
+        return
+    if source_id is not None:
+        for row in rows:
+            history = row.pop("history", [])
+            print_record(row)
+            print_table(
+                [{**e, "at": e["at"][:19].replace("T", " ")} for e in history],
+                [("at", "at (UTC)"), ("from", "from"), ("to", "to"), ("reason", "reason")],
+                title="history",
+            )
+        if not rows:
+            click.echo("no such document")
+        return
+    print_table(
+        rows,
+        [
+            ("account", "account"),
+            ("direction", "dir"),
+            ("source_kind", "kind"),
+            ("source_id", "source"),
+            ("document_number", "number"),
+            ("state", "state"),
+            ("target_id", "target"),
+            ("attempts", "attempts"),
+            ("last_error", "last error"),
+        ],
+        title="documents",
+    )
