@@ -157,6 +157,7 @@ def test_pods_run_non_root_with_a_read_only_root_file_system_and_resources(tree:
         assert spec["securityContext"]["runAsNonRoot"] is True, workload
         assert spec["securityContext"]["runAsUser"] == 10001, workload  # the Dockerfile's user
         assert spec.get("automountServiceAccountToken") is False, workload
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", workload
         for container in spec.get("initContainers", []) + spec["containers"]:
             where = f"{workload}/{container['name']}"
             context = container["securityContext"]
