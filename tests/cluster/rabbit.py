@@ -270,20 +270,26 @@ class RabbitCluster:
         return " | ".join(line for text in texts for line in text)[-2000:]
 
 
-def kill_leftovers() -> int:
-    """Kill node groups a previous, killed test run left behind (their pids are on file)."""
-    killed = 0
+def kill_leftovers() -> list[str]:
+    """Kill node groups a previous, killed test run left behind (their pids are on file).
+
+    Returns what happened to each pid file, for the test of this function.
+    """
+    report: list[str] = []
     if not PIDS_DIR.is_dir():
-        return killed
-    for pid_file in PIDS_DIR.glob("bsct*.pgid"):
+        return report
+    for pid_file in sorted(PIDS_DIR.glob("bsct*.pgid")):
         try:
             pgid = int(pid_file.read_text().strip())
-            # Only a process group whose leader still runs our script with our node name.
-            cmdline = Path(f"/proc/{pgid}/environ").read_bytes()
-            if f"RABBITMQ_NODENAME={pid_file.stem}@".encode() in cmdline:
+            # Only a process group whose leader still runs with our node name.
+            environ = Path(f"/proc/{pgid}/environ").read_bytes()
+            ours = f"RABBITMQ_NODENAME={pid_file.stem}@".encode()
+            if any(entry.startswith(ours) for entry in environ.split(b"\0")):
                 os.killpg(pgid, signal.SIGKILL)
-                killed += 1
-        except (OSError, ValueError):
-            pass
+                report.append(f"{pid_file.stem}: killed {pgid}")
+            else:
+                report.append(f"{pid_file.stem}: {pgid} is not ours")
+        except (OSError, ValueError) as e:
+            report.append(f"{pid_file.stem}: {e!r}")
         pid_file.unlink(missing_ok=True)
-    return killed
+    return report

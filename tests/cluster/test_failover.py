@@ -205,8 +205,10 @@ def test_leftover_nodes_of_a_killed_run_are_killed_and_nothing_else(tmp_path: Pa
     (PIDS_DIR / f"{name}.pgid").write_text(str(ours.pid))
     (PIDS_DIR / f"{name}x.pgid").write_text(str(stranger.pid))  # environ does not match
     try:
-        kill_leftovers()
-        assert ours.wait(10) == -signal.SIGKILL
+        report = kill_leftovers()
+        assert f"{name}: killed {ours.pid}" in report, report
+        assert f"{name}x: {stranger.pid} is not ours" in report, report
+        assert ours.wait(30) == -signal.SIGKILL
         assert stranger.poll() is None
         assert not (PIDS_DIR / f"{name}.pgid").exists()
     finally:
