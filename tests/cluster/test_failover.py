@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -202,6 +203,13 @@ def test_leftover_nodes_of_a_killed_run_are_killed_and_nothing_else(tmp_path: Pa
         ["sleep", "300"], env={"RABBITMQ_NODENAME": f"{name}@localhost"}, start_new_session=True
     )
     stranger = subprocess.Popen(["sleep", "300"], env={}, start_new_session=True)
+    # Popen may return before the kernel has set up the new program's environment (vfork);
+    # a real leftover has long been running.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if b"RABBITMQ_NODENAME" in Path(f"/proc/{ours.pid}/environ").read_bytes():
+            break
+        time.sleep(0.01)
     (PIDS_DIR / f"{name}.pgid").write_text(str(ours.pid))
     (PIDS_DIR / f"{name}x.pgid").write_text(str(stranger.pid))  # environ does not match
     try:
