@@ -335,7 +335,14 @@ class Broker:
         self._next_node = (used + 1) % count
         self.connects += 1
         self.node = maybe_sanitize_url(self.nodes[used])
-        log.info("connected to RabbitMQ at %s (connection %d)", self.node, self.connects)
+        # A reconnect is news for an operator (which node took over); the first connect is not.
+        log.log(
+            logging.INFO if self.connects > 1 else logging.DEBUG,
+            "%s to RabbitMQ at %s (connection %d)",
+            "reconnected" if self.connects > 1 else "connected",
+            self.node,
+            self.connects,
+        )
 
     @property
     def connection(self) -> Connection:

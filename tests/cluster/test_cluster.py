@@ -40,7 +40,7 @@ EXPORT_WAVE = 40
 IMPORT_WAVE = 16
 # Slow enough answers that the consumers are busy when the nodes go away.
 API_LATENCY = 0.15
-CONNECTED = re.compile(r"connected to RabbitMQ at \S+ \(connection (\d+)\)")
+RECONNECTED = re.compile(r"reconnected to RabbitMQ at \S+ \(connection (\d+)\)")
 
 
 def sha(content: bytes | None) -> str:
@@ -126,7 +126,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def reconnects(log: Path) -> int:
     """Connections a process opened after its first one, from its log."""
-    numbers = [int(m.group(1)) for m in CONNECTED.finditer(log.read_text(errors="replace"))]
+    numbers = [int(m.group(1)) for m in RECONNECTED.finditer(log.read_text(errors="replace"))]
     return max(numbers, default=1) - 1
 
 
