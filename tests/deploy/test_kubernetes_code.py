@@ -6,8 +6,13 @@ default ports, a running health server), never copied from the manifests.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +28,11 @@ from shared.domain import Direction
 from shared.health import serve
 from shared.metrics import Metrics
 from shared.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
 from tests.deploy.kube import BASE, Manifest, named, of_kind, render
 from tests.deploy.prom import ALERTS, free_port
 
+# The processes with a health server of their own (shared.health), by their command.
 ROLE_OF_COMMAND = {"produce": "producer", "consume": "consumer", "webhooks": "webhooks"}
 EXAMPLE_USER, EXAMPLE_PASSWORD = "default_user_x1", "cGFzc3dvcmQ-_="  # URL-safe base64 shape
 
@@ -132,9 +139,16 @@ def test_every_consumer_direction_has_its_own_deployment() -> None:
 # -- ports and probes ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", [d["metadata"]["name"] for d in render(BASE) if d["kind"] == "Deployment"]
-)
+def pipeline_deployments() -> list[str]:
+    """Producer, consumers, webhook receiver: the processes with a health server of their own."""
+    return [
+        d["metadata"]["name"]
+        for d in render(BASE)
+        if d["kind"] == "Deployment" and main_container(d)["args"][0] in ROLE_OF_COMMAND
+    ]
+
+
+@pytest.mark.parametrize("name", pipeline_deployments())
 def test_metrics_port_and_probes_are_the_ones_the_process_serves(name: str) -> None:
     container = main_container(named(manifests(), "Deployment", name))
     args = container["args"]
@@ -160,40 +174,101 @@ def test_metrics_port_and_probes_are_the_ones_the_process_serves(name: str) -> N
         server.stop()
 
 
-def test_pod_monitor_scrapes_the_metrics_port_under_the_job_names_the_alerts_use() -> None:
+def test_pod_monitor_scrapes_every_process_under_the_job_names_the_alerts_use() -> None:
     monitor = named(manifests(), "PodMonitor", "belegsync")
-    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    endpoints = monitor["spec"]["podMetricsEndpoints"]
+    assert {e["path"] for e in endpoints} == {"/metrics"}
     job_label = monitor["spec"]["jobLabel"]
     jobs = set()
     for deployment in deployments():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
         jobs.add(labels[job_label])
-        assert container_port(main_container(deployment), endpoint["port"])
-    assert endpoint["path"] == "/metrics"
+        ports = {p["name"] for p in main_container(deployment)["ports"]}
+        scraped = [e["port"] for e in endpoints if e["port"] in ports]
+        assert len(scraped) == 1, f"{deployment['metadata']['name']}: scraped on {scraped}"
     wanted = set(re.findall(r'job="([^"]+)"', ALERTS.read_text()))
     assert wanted, "the alert rules name no job"
     assert wanted <= jobs
 
 
+def ingress_backend(path: str) -> dict[str, Any]:
+    ingress = named(manifests(), "Ingress", "belegsync")
+    for entry in ingress["spec"]["rules"][0]["http"]["paths"]:
+        if entry["path"] == path:
+            backend: dict[str, Any] = entry["backend"]["service"]
+            return backend
+    raise AssertionError(f"the Ingress has no path {path}")
+
+
+def assert_service_reaches(service_name: str, port_name: str, deployment: Manifest) -> int:
+    """The Service selects the deployment's pods and forwards ``port_name`` to its port."""
+    service = named(manifests(), "Service", service_name)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == port_name]
+    return container_port(main_container(deployment), port["targetPort"])
+
+
 def test_ingress_reaches_the_webhook_receiver_on_the_port_it_listens_on() -> None:
     deployment = next(d for d in deployments() if main_container(d)["args"][0] == "webhooks")
+    listen = int(option(main_container(deployment)["args"], "--port") or 0)
+    backend = ingress_backend(PATH_PREFIX)
+    assert assert_service_reaches(backend["name"], backend["port"]["name"], deployment) == listen
+
+
+def test_ingress_reaches_the_console_on_the_port_it_listens_on() -> None:
+    deployment = next(d for d in deployments() if main_container(d)["args"][0] == "web")
+    args = main_container(deployment)["args"]
+    assert option(args, "--host") == "0.0.0.0"  # noqa: S104 - reached from the Service
+    backend = ingress_backend("/")
+    port = assert_service_reaches(backend["name"], backend["port"]["name"], deployment)
+    assert port == int(option(args, "--port") or 0)
+
+
+def test_console_probes_are_answered_by_the_real_console(
+    sqlite_database_url: str, tmp_path: Path
+) -> None:
+    deployment = next(d for d in deployments() if main_container(d)["args"][0] == "web")
     container = main_container(deployment)
-    listen = int(option(container["args"], "--port") or 0)
-    assert container_port(container, "webhooks") == listen
-    service = named(manifests(), "Service", "belegsync-webhooks")
-    assert service["spec"]["selector"].items() <= (
-        deployment["spec"]["template"]["metadata"]["labels"].items()
-    )
-    (port,) = service["spec"]["ports"]
-    assert port["targetPort"] == "webhooks"
-    ingress = named(manifests(), "Ingress", "belegsync")
-    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
-    assert path["path"] == PATH_PREFIX
-    assert path["backend"]["service"] == {
-        "name": "belegsync-webhooks",
-        "port": {"name": port["name"]},
+    args = [str(a) for a in container["args"]]
+    listen = int(option(args, "--port") or 0)
+    probes = [container[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")]
+    for probe in probes:
+        assert probe_port(container, probe) == listen
+    # `belegsync web` as the pod runs it, on a free local port instead of the pod's.
+    port = free_port()
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELEGSYNC_")}
+    env |= {
+        "BELEGSYNC_DATABASE_URL": sqlite_database_url,
+        "BELEGSYNC_SECRET_KEY": TEST_SECRET_KEY,
+        "BELEGSYNC_SECRET_KEY_FILE": str(tmp_path / "unused.key"),
     }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "belegsync web did not start"
+                time.sleep(0.2)
+        assert answer.status_code in (200, 302, 303, 307)  # the console (its login wall)
+        for probe in probes:
+            path = probe["httpGet"]["path"]
+            assert requests.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 # -- settings and commands -----------------------------------------------------------------------
