@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.accounts import AccountService
-from shared.broker import Broker, Topology
+from shared.broker import Broker
 from shared.clients import ClientFactory
 from shared.crypto import SecretBox
 from shared.db import Database
@@ -18,6 +18,7 @@ from shared.locks import locks_for
 from shared.metrics import Metrics
 from shared.quota import QuotaBook
 from shared.settings import Settings
+from shared.topology import Topology
 
 if TYPE_CHECKING:
     from consumers.worker import Consumer

@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.broker import QUORUM_SIZE_ARG, Broker, Topology
+from shared.broker import Broker
 from shared.domain import Direction
 from shared.errors import BrokerUnavailableError
 from shared.settings import Settings
+from shared.topology import QUORUM_SIZE_ARG, Topology
 from tests.cluster.rabbit import PIDS_DIR, Node, RabbitCluster, free_port, kill_leftovers, tool
 
 PASSWORD = "node-secret-7"

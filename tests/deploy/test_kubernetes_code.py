@@ -23,11 +23,12 @@ from kombu.connection import Connection
 from app.cli import main as cli_main
 from app.cli.run import DEFAULT_PORTS
 from producers.webhooks.receiver import PATH_PREFIX
-from shared.broker import Broker, Topology
+from shared.broker import Broker
 from shared.domain import Direction
 from shared.health import serve
 from shared.metrics import Metrics
 from shared.settings import Settings
+from shared.topology import Topology
 from tests.conftest import TEST_SECRET_KEY
 from tests.deploy.kube import BASE, Manifest, named, of_kind, render
 from tests.deploy.prom import ALERTS, free_port
