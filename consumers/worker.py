@@ -4,7 +4,8 @@ then ack — and route every failure to where it belongs.
 - transient  -> delay queue of the next tier, attempt count + 1 (parked after the last)
 - rate limit -> delay queue until the quota resets, attempt count unchanged
 - permanent  -> parking queue at once, with the API's reason
-- configuration -> the account is paused with the reason; the document waits (held)
+- configuration -> the account is paused with the reason; the document waits (held); an
+  account whose stored keys cannot be decrypted is one of these, not the process's end
 - undecodable message -> parking queue with its raw body
 Each outcome is committed to the ledger before the message is acked.
 """
@@ -25,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from consumers.handlers import Handler, Outcome, Work
 from shared import ledger
-from shared.accounts import AccountService
+from shared.accounts import AccountService, unreadable_keys
 from shared.broker import RECONNECT_ON, Broker
 from shared.clients import AccountClients, ClientFactory
 from shared.db import Database, Document, SyncAccount
@@ -188,8 +189,9 @@ class Consumer:
             self._ack(message, msg, Outcome("noop", detail="already synced"), clock)
             return
         if not account.enabled:
-            self._hold(msg, account.attention_reason or "account paused")
-            self._ack(message, msg, Outcome("held", detail="account paused"), clock)
+            why = "account removed" if account.removed_at is not None else "account paused"
+            self._hold(msg, account.attention_reason or why)
+            self._ack(message, msg, Outcome("held", detail=why), clock)
             return
         if not self.locks.try_acquire(msg.document_id):
             # A live consumer is on this document right now: look again a little later.
@@ -204,7 +206,16 @@ class Consumer:
                 except ApiError as e:
                     self._failed(message, msg, routing_key, headers, e, clients, clock)
                     return
-                except (SQLAlchemyError, SecretKeyError):
+                except SecretKeyError:
+                    # This account's keys, not the process: pause it alone, hold the document.
+                    reason = unreadable_keys(account.name)
+                    self._pause_account(msg, reason)
+                    self._hold(msg, f"account paused: {reason}")
+                    with self.broker.lock:
+                        message.ack()
+                    self._report(msg, "held", None, time.monotonic() - clock, reason)
+                    return
+                except SQLAlchemyError:
                     raise
                 except Exception as e:  # a bug must not crash-loop: retry, then park
                     log.exception("unexpected error handling %s", msg.message_id)

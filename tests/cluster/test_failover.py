@@ -19,11 +19,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from shared.broker import Broker
 from shared.domain import Direction
-from shared.errors import BrokerUnavailableError
+from shared.errors import BrokerUnavailableError, SetupError
 from shared.settings import Settings
 from shared.topology import QUORUM_SIZE_ARG, Topology
 from tests.cluster.rabbit import PIDS_DIR, Node, RabbitCluster, free_port, kill_leftovers, tool
@@ -160,10 +159,10 @@ def test_replication_size_is_declared_on_every_quorum_queue(queue_prefix: str) -
     ],
 )
 def test_a_bad_broker_url_is_refused_without_echoing_it(url: str) -> None:
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(SetupError) as refused:
         Settings(broker_url=url)
-    message = refused.value.errors()[0]["msg"]
-    assert "BELEGSYNC_BROKER_URL" in message
+    message = str(refused.value)
+    assert message.startswith("BELEGSYNC_BROKER_URL")
     assert PASSWORD not in message
 
 
