@@ -44,6 +44,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.pool import NullPool
 
+from shared import dberrors
 from shared.errors import BelegsyncError, NotMigratedError
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ class Database:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        dberrors.install(self.engine)
         if self.is_sqlite:
             _make_sqlite_transactional(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
