@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -11,6 +11,9 @@ from shared.db import Database, Document, PollState, SyncAccount
 from shared.domain import DocState
 from shared.errors import UsageError
 from shared.ledger import counts_by_state
+
+if TYPE_CHECKING:
+    from shared.broker import Broker
 
 
 def _iso(value: Any) -> Any:
@@ -119,3 +122,28 @@ def documents(
                 ]
             result.append(view)
         return result
+
+
+def unaccounted_parked(
+    db: Database, broker: Broker, *, limit: int = 1000
+) -> tuple[list[dict[str, Any]], int]:
+    """Parked messages the ledger shows nowhere: undecodable ones (with the decoder's reason and
+    their size) and ones naming no row of theirs; and how many parked messages were looked at.
+
+    The parked messages of real documents are in ``documents(state="parked")`` already.
+    """
+    # Here, not at the top: `status` and `documents` need neither kombu nor the consumer.
+    from app.parked import parked_messages
+    from consumers.intake import Mismatch, resolve
+
+    looked_at = parked_messages(broker, limit=limit)
+    rows = []
+    for parked in looked_at:
+        problem = parked.undecodable and f"undecodable: {parked.undecodable}"
+        if parked.message is not None:
+            target = resolve(db, parked.message)
+            if not isinstance(target, Mismatch):
+                continue
+            problem = target.reason
+        rows.append({**parked.as_dict(), "problem": problem})
+    return rows, len(looked_at)

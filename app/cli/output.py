@@ -47,29 +47,32 @@ def cell(value: Any) -> str:
 def print_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, title: str = ""
 ) -> None:
-    """``columns`` are (key, header) pairs."""
+    """``columns`` are (key, header) pairs.  Cells are plain text, never rich markup: they may
+    hold anything a server or a parked message said, e.g. ``[/]``."""
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     if not rows:
-        console.print(f"no {title or 'rows'}" if title else "nothing to show")
+        console.print(Text(f"no {title}" if title else "nothing to show"))
         return
-    table = Table(title=title or None, title_justify="left")
+    table = Table(title=Text(title) if title else None, title_justify="left")
     for _, header in columns:
         table.add_column(header, overflow="fold")
     for row in rows:
-        table.add_row(*(cell(row.get(key)) for key, _ in columns))
+        table.add_row(*(Text(cell(row.get(key))) for key, _ in columns))
     console.print(table)
 
 
 def print_record(record: Mapping[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in record.items():
-        table.add_row(key.replace("_", " "), cell(value))
+        table.add_row(Text(key.replace("_", " ")), Text(cell(value)))
     _console().print(table)
 
 

@@ -11,10 +11,20 @@ pass_app = click.make_pass_decorator(App)
 
 
 @click.command("status")
+@click.option(
+    "--parked",
+    "parked",
+    is_flag=True,
+    help="List the parked messages no ledger row accounts for (undecodable, or naming no row "
+    "of theirs), with reason and size, instead of the overview.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app
-def status(app: App, /, as_json: bool) -> None:
+def status(app: App, /, parked: bool, as_json: bool) -> None:
     """The sync overview: per account, the last and next poll and documents by state."""
+    if parked:
+        show_unaccounted(app, as_json)
+        return
     from app.status import overview
 
     rows = overview(app.migrated_db())
@@ -55,6 +65,36 @@ def status(app: App, /, as_json: bool) -> None:
         ],
         title="sync overview",
     )
+
+
+def show_unaccounted(app: App, as_json: bool) -> None:
+    from app import bootstrap
+    from app.status import unaccounted_parked
+
+    db = app.migrated_db()
+    broker = bootstrap.broker(app.settings)
+    broker.connect(retries=2)
+    try:
+        rows, looked_at = unaccounted_parked(db, broker)
+    finally:
+        broker.close()
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        rows,
+        [
+            ("parked_at", "parked at (UTC)"),
+            ("direction", "dir"),
+            ("account", "account"),
+            ("source_id", "source"),
+            ("problem", "problem"),
+            ("reason", "parked because"),
+            ("size", "bytes"),
+        ],
+        title="parked messages without a document",
+    )
+    click.echo(f"{looked_at} parked message(s) looked at; {len(rows)} without a document")
 
 
 @click.command("documents")
