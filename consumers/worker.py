@@ -59,6 +59,7 @@ from shared.messages import (
     decode_message,
     header_int,
     header_text,
+    printable,
 )
 from shared.metrics import Metrics
 from shared.quota import QuotaBook
@@ -300,7 +301,7 @@ class Consumer:
         self.handled += 1
         log_outcome(
             log,
-            account=msg.account,
+            account=printable(msg.account),
             direction=msg.direction.value,
             source_id=msg.source_id,
             target_id=target_id,
@@ -378,7 +379,7 @@ class Consumer:
             message_id=msg.message_id,
         )  # fmt: skip
         self.broker.ack(message)
-        log.info("document %s of %s waits: %s", msg.source_id, msg.account, reason)
+        log.info("document %s of %s waits: %s", msg.source_id, printable(msg.account), reason)
 
     def _failure_headers(
         self, headers: dict[Any, Any], error: ApiError | str, attempt: int, routing_key: str
@@ -494,4 +495,4 @@ class Consumer:
                 return
             account.enabled = False
             account.attention_reason = f"paused: {reason}"
-        log.error("account %s paused: %s", msg.account, reason)
+        log.error("account %s paused: %s", printable(msg.account), reason)

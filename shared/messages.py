@@ -183,6 +183,12 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` as one line of printable characters (for logs: an account name in a message
+    may hold a line break or a terminal escape)."""
+    return _one_line("".join(ch if ch.isprintable() else " " for ch in text[: limit * 4]), limit)
+
+
 def _short_repr(value: object, limit: int = 60) -> str:
     return _one_line(repr(value), limit)
 
@@ -335,9 +341,7 @@ def header_text(headers: Mapping[Any, Any], name: str, *, limit: int = 300) -> s
         return None
     if isinstance(value, bytes | bytearray):
         value = bytes(value).decode("utf-8", "replace")
-    text = value if isinstance(value, str) else repr(value)
-    text = "".join(ch if ch.isprintable() else " " for ch in text[: limit * 4])
-    return _one_line(text, limit)
+    return printable(value if isinstance(value, str) else repr(value), limit)
 
 
 # Headers the broker or kombu read with a meaning, never carried over to a message we publish:

@@ -360,3 +360,38 @@ def test_while_the_database_is_away_the_consumer_holds_no_message_and_keeps_its_
     # the broker connection outlived the wait: heartbeats went on
     assert "lost RabbitMQ" not in caplog.text
     assert consumer.broker.heartbeat == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The confirm wait
+
+
+def test_deliveries_arriving_during_a_confirm_wait_are_buffered_not_handled(
+    pipeline_factory: PipelineFactory,
+) -> None:
+    pipeline = pipeline_factory()
+    broker = bootstrap.broker(pipeline.settings)
+    broker.connect()
+    try:
+        for n in range(5):
+            broker.publish_work(f"message {n}".encode(), Direction.EXPORT)
+        queue = broker.topology.work_queue(Direction.EXPORT)
+        with broker.consuming([queue], prefetch=5) as inbox:
+            first = inbox.take(timeout=5.0)
+            assert first is not None
+            time.sleep(1.0)  # the broker has pushed the other four meanwhile
+            # A park's publish waits for its confirm by reading the connection: the other
+            # deliveries are read then, and must only be queued up, in order, for later.
+            broker.publish_parked(first.body, "export", headers={})
+            assert len(inbox) == 4
+            broker.ack(first)
+            rest = [inbox.take(timeout=5.0) for _ in range(4)]
+            assert [d.body for d in rest if d] == [f"message {n}".encode() for n in range(1, 5)]
+            for delivery in rest:
+                assert delivery is not None
+                broker.ack(delivery)
+        assert [m.body for m in take_all(broker, pipeline.settings.queue_prefix + ".parked")] == [
+            b"message 0"
+        ]
+    finally:
+        broker.close()
