@@ -28,6 +28,6 @@ COPY --from=build /opt/belegsync /opt/belegsync
 WORKDIR /var/lib/belegsync
 USER belegsync:belegsync
 # 9108: /metrics, /healthz, /readyz; 8090: Billomat webhooks; 8081/8082: the simulators.
-EXPOSE 9108 8090 8081 8082
+EXPOSE 9108 8090 8080 8081 8082
 ENTRYPOINT ["belegsync"]
 CMD ["--help"]

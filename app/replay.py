@@ -66,13 +66,17 @@ class Selection:
     # also rebuild messages of documents in flight that have not moved for this long (their
     # message may have been purged from a queue by hand)
     stuck_for: timedelta | None = None
+    # exactly these (account name, source id) pairs (the console's selection)
+    documents: frozenset[tuple[str, str]] | None = None
 
     def check(self) -> None:
-        if not (self.account or self.source_id or self.everything):
+        if not (self.account or self.source_id or self.everything or self.documents):
             raise UsageError("choose what to replay: --all, --account NAME or --document SOURCE_ID")
 
     def matches(self, account: str, source_id: str) -> bool:
         if self.account is not None and account != self.account:
+            return False
+        if self.documents is not None and (account, source_id) not in self.documents:
             return False
         return self.source_id is None or source_id == self.source_id
 
@@ -81,6 +85,7 @@ class Replayer:
     def __init__(self, db: Database, broker: Broker) -> None:
         self._db = db
         self._broker = broker
+        self._actor: str | None = None
 
     def replay(
         self,
@@ -88,8 +93,11 @@ class Replayer:
         *,
         dry_run: bool = False,
         on_item: Callable[[ReplayItem], None] | None = None,
+        actor: str | None = None,
     ) -> ReplayReport:
+        """``actor``: the console user replaying; written into each document's history."""
         selection.check()
+        self._actor = actor
         self._check_account(selection)
         report = ReplayReport()
 
@@ -238,7 +246,7 @@ class Replayer:
         doc.attempts = 0
         doc.error_class = None
         doc.last_error = None
-        ledger.set_state(session, doc, DocState.PENDING, reason)
+        ledger.set_state(session, doc, DocState.PENDING, reason, actor=self._actor)
         message = message_for(account, doc)  # with a new message id
         self._broker.publish_work(
             message.to_json(),

@@ -1,15 +1,21 @@
-"""The sync overview and the per-document ledger, as plain data for the CLI (and anyone else)."""
+"""The sync overview and the per-document ledger, as plain data for the CLI and the console."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
-from shared.db import Database, Document, PollState, SyncAccount
+from shared.accounts import key_fingerprint
+from shared.crypto import SecretBox
+from shared.db import AccountEvent, ApiQuota, Database, Document, PollState, SyncAccount
 from shared.domain import DocState
-from shared.errors import UsageError
+from shared.errors import BelegsyncError, UsageError
 from shared.ledger import counts_by_state
 
 if TYPE_CHECKING:
@@ -122,6 +128,226 @@ def documents(
                 ]
             result.append(view)
         return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages of the ledger (the console; `belegsync documents --after/--search`)
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """Newest first; ``next_after`` is the keyset cursor of the following page (None: last)."""
+
+    rows: list[dict[str, Any]]
+    next_after: int | None
+
+
+def document_page(
+    db: Database,
+    *,
+    account: str | None = None,
+    state: str | None = None,
+    text: str | None = None,
+    after: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> DocumentPage:
+    """One page of the ledger, filtered; keyset-paginated on the row id (no OFFSET scans).
+
+    ``text`` matches a document number (contained, any case) or a source or target id (exact).
+    """
+    if state is not None and state not in {s.value for s in DocState}:
+        raise UsageError(
+            f"unknown state {state!r}: choose from {', '.join(s.value for s in DocState)}"
+        )
+    with db.session() as session:
+        query = select(Document, SyncAccount).join(
+            SyncAccount, SyncAccount.id == Document.account_id
+        )
+        if account is not None:
+            account_id = session.scalar(select(SyncAccount.id).where(SyncAccount.name == account))
+            if account_id is None:
+                raise UsageError(
+                    f"unknown sync account {account!r} (see `belegsync accounts list`)"
+                )
+            query = query.where(Document.account_id == account_id)
+        if state is not None:
+            query = query.where(Document.state == state)
+        text = (text or "").strip()
+        if text:
+            pattern = (
+                "%"
+                + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
+            query = query.where(
+                or_(
+                    func.lower(Document.document_number).like(pattern, escape="\\"),
+                    Document.source_id == text,
+                    Document.target_id == text,
+                )
+            )
+        if after is not None:
+            query = query.where(Document.id < after)
+        rows = session.execute(query.order_by(Document.id.desc()).limit(limit + 1)).all()
+        views = [{"id": doc.id, **document_view(doc, acc)} for doc, acc in rows[:limit]]
+        next_after = rows[limit - 1][0].id if len(rows) > limit else None
+        return DocumentPage(views, next_after)
+
+
+def document_detail(db: Database, document_id: int) -> dict[str, Any] | None:
+    """One ledger row with its account and its whole history (who, when, why)."""
+    with db.session() as session:
+        row = session.execute(
+            select(Document, SyncAccount)
+            .join(SyncAccount, SyncAccount.id == Document.account_id)
+            .where(Document.id == document_id)
+            .options(selectinload(Document.events))
+        ).first()
+        if row is None:
+            return None
+        doc, account = row
+        view = {"id": doc.id, "account_id": account.id, **document_view(doc, account)}
+        view["billomat_id"] = account.billomat_id
+        view["history"] = [
+            {
+                "at": _iso(event.at),
+                "from": event.from_state,
+                "to": event.to_state,
+                "reason": event.reason,
+                "message_id": event.message_id,
+                "actor": event.actor,
+            }
+            for event in doc.events
+        ]
+        return view
+
+
+def account_history(db: Database, account_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest changes of one account's settings, with who made them."""
+    with db.session() as session:
+        events = session.scalars(
+            select(AccountEvent)
+            .where(AccountEvent.account_id == account_id)
+            .order_by(AccountEvent.id.desc())
+            .limit(limit)
+        )
+        return [
+            {
+                "at": _iso(e.at),
+                "actor": e.actor,
+                "action": e.action,
+                "details": e.details,
+            }
+            for e in events
+        ]
+
+
+def parked_groups(db: Database, *, per_group: int = 200) -> list[dict[str, Any]]:
+    """Parked documents grouped by why (error class and message), biggest group first."""
+    with db.session() as session:
+        groups = session.execute(
+            select(Document.error_class, Document.last_error, func.count())
+            .where(Document.state == DocState.PARKED.value)
+            .group_by(Document.error_class, Document.last_error)
+            .order_by(func.count().desc())
+        ).all()
+        result = []
+        for error_class, last_error, count in groups:
+            members = session.execute(
+                select(Document, SyncAccount)
+                .join(SyncAccount, SyncAccount.id == Document.account_id)
+                .where(
+                    Document.state == DocState.PARKED.value,
+                    Document.error_class.is_(None)
+                    if error_class is None
+                    else Document.error_class == error_class,
+                    Document.last_error.is_(None)
+                    if last_error is None
+                    else Document.last_error == last_error,
+                )
+                .order_by(Document.id)
+                .limit(per_group)
+            ).all()
+            result.append(
+                {
+                    "key": group_key(error_class, last_error),
+                    "error_class": error_class,
+                    "reason": last_error,
+                    "count": count,
+                    "documents": [
+                        {"id": doc.id, **document_view(doc, acc)} for doc, acc in members
+                    ],
+                }
+            )
+        return result
+
+
+def group_key(error_class: str | None, reason: str | None) -> str:
+    """A short stable name for a parked group, for forms and links."""
+    raw = f"{error_class or ''}\0{reason or ''}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def replay_pairs(
+    db: Database, document_ids: Iterable[int] = (), group: str | None = None
+) -> frozenset[tuple[str, str]]:
+    """(account name, source id) of these ledger rows and of a parked group, for a replay."""
+    ids = {int(i) for i in document_ids}
+    with db.session() as session:
+        pairs: set[tuple[str, str]] = set()
+        base = select(SyncAccount.name, Document.source_id, Document.error_class).join(
+            SyncAccount, SyncAccount.id == Document.account_id
+        )
+        for start in range(0, len(ids), 500):
+            chunk = sorted(ids)[start : start + 500]
+            for name, source_id, _ in session.execute(base.where(Document.id.in_(chunk))):
+                pairs.add((name, source_id))
+        if group is not None:
+            rows = session.execute(
+                base.add_columns(Document.last_error).where(Document.state == DocState.PARKED.value)
+            )
+            for name, source_id, error_class, last_error in rows:
+                if group_key(error_class, last_error) == group:
+                    pairs.add((name, source_id))
+        return frozenset(pairs)
+
+
+def quota_left(db: Database, box: SecretBox | None = None) -> dict[str, dict[str, Any]]:
+    """Per account what the APIs last said about its quotas (None where nothing is known).
+
+    Billomat's window is per Billomat ID; GMI's blocks are per API key, so they are found by
+    the key's fingerprint (decrypted here, never shown).
+    """
+    now = datetime.now(UTC)
+    with db.session() as session:
+        quotas = {(q.api, q.scope): q for q in session.scalars(select(ApiQuota))}
+        accounts = list(session.scalars(select(SyncAccount)))
+    result: dict[str, dict[str, Any]] = {}
+    for account in accounts:
+        billomat = quotas.get(("billomat", account.billomat_id))
+        entry: dict[str, Any] = {
+            "billomat_remaining": None,
+            "billomat_reset_at": None,
+            "blocked_until": None,
+        }
+        if billomat is not None and billomat.reset_at is not None and billomat.reset_at > now:
+            entry["billomat_remaining"] = billomat.remaining
+            entry["billomat_reset_at"] = _iso(billomat.reset_at)
+        blocks = [billomat]
+        if box is not None:
+            try:
+                scope = key_fingerprint(box.decrypt(account.gmi_api_key_enc))
+            except BelegsyncError:
+                scope = None
+            if scope is not None:
+                blocks.append(quotas.get(("gmi", scope)))
+        until = [q.blocked_until for q in blocks if q is not None and q.blocked_until]
+        if until and max(until) > now:
+            entry["blocked_until"] = _iso(max(until))
+        result[account.name] = entry
+    return result
 
 
 def unaccounted_parked(

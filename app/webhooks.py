@@ -1,22 +1,28 @@
-"""``belegsync webhooks``' process: the HTTP server in front of the webhook receiver, and the
+"""``belegsync webhooks``' process: the ASGI app in front of the webhook receiver, and the
 composition of receiver, publisher and broker.
 
 ``POST /billomat/{account}`` (the account name URL-encoded) takes one Billomat webhook for that
 import account, checks its HTTP Basic credentials, puts the document into the ledger through
 :meth:`ImportPoller.record` and has the outbox publish it, answering within Billomat's 10 s.
+The app runs on uvicorn (``app.web.server``); the receiver itself has no HTTP in it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
 from urllib.parse import unquote
 
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
 from app.bootstrap import topology
+from app.web.server import ServerThread
 from producers.outbox import Outbox
 from producers.pollers import ImportPoller
 from producers.webhooks import (
@@ -52,123 +58,118 @@ READ_TIMEOUT_SECONDS = 4.0
 # HTTP
 
 
-class _Server(ThreadingHTTPServer):
-    # A stuck request thread must never keep a stopping process alive.
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], receiver: WebhookReceiver) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.receiver = receiver
-        super().__init__(address, _Handler)
+def _send(reply: Reply) -> Response:
+    return Response(
+        reply.body(), status_code=reply.status, media_type="application/json",
+        headers=dict(reply.headers),
+    )  # fmt: skip
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "belegsync-webhooks"
-    # Applied to the socket by StreamRequestHandler: a client that stalls is dropped.
-    timeout = READ_TIMEOUT_SECONDS
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body's chunks; TimeoutError when the client stalls longer than one read may take."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), READ_TIMEOUT_SECONDS)
+        except StopAsyncIteration:
+            return
+        yield chunk
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            self._send(Reply(200, "ok", "receiving Billomat webhooks"))
-        elif path.startswith(PATH_PREFIX):
-            self._send(
+
+async def _read_body(request: Request) -> bytes | Reply:
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        return Reply(411, "bad_request", "send the body with a Content-Length")
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return Reply(411, "bad_request", "send the body with a Content-Length")
+    try:
+        length = int(raw)
+    except ValueError:
+        return Reply(400, "bad_request", "Content-Length is not a number")
+    if length < 0:
+        return Reply(400, "bad_request", "Content-Length is negative")
+    if length > MAX_BODY_BYTES:
+        await _discard(request, length)
+        return Reply(413, "too_large", f"a webhook body is at most {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    try:
+        async for chunk in _chunks(request):
+            body += chunk
+    except TimeoutError:
+        return Reply(408, "bad_request", "the body did not arrive in time")
+    except ClientDisconnect:
+        return Reply(400, "bad_request", "the body is shorter than its Content-Length")
+    if len(body) < length:
+        return Reply(400, "bad_request", "the body is shorter than its Content-Length")
+    return bytes(body)
+
+
+async def _discard(request: Request, length: int) -> None:
+    """Read and drop a refused body, so the client sees the answer, not a reset socket."""
+    if length > DISCARD_LIMIT_BYTES:
+        return  # not worth the bandwidth; the client gets a reset, and deserves it
+    try:
+        async for _chunk in _chunks(request):
+            pass
+    except (TimeoutError, ClientDisconnect):
+        return
+
+
+def webhook_app(receiver: WebhookReceiver) -> Starlette:
+    """The receiver's HTTP surface: ``POST /billomat/{account}`` and ``GET /healthz``."""
+
+    async def healthz(request: Request) -> Response:
+        return _send(Reply(200, "ok", "receiving Billomat webhooks"))
+
+    async def webhook(request: Request) -> Response:
+        path = request.url.path
+        if request.method != "POST":
+            return _send(
                 Reply(
-                    405,
-                    "method_not_allowed",
-                    "Billomat webhooks are POSTed",
+                    405, "method_not_allowed", "Billomat webhooks are POSTed",
                     headers={"Allow": "POST"},
                 )
-            )
-        else:
-            self._send(Reply(404, "not_found", f"POST webhooks to {PATH_PREFIX}<account>"))
-
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if not path.startswith(PATH_PREFIX) or len(path) == len(PATH_PREFIX):
-            self._send(Reply(404, "not_found", f"POST webhooks to {PATH_PREFIX}<account>"))
-            return
-        body = self._read_body()
+            )  # fmt: skip
+        # The raw path: an account name may hold an encoded "/" or "%".
+        raw_path = request.scope.get("raw_path", path.encode()).split(b"?", 1)[0]
+        encoded = raw_path[len(PATH_PREFIX) :]
+        if not encoded:
+            return _send(Reply(404, "not_found", f"POST webhooks to {PATH_PREFIX}<account>"))
+        body = await _read_body(request)
         if isinstance(body, Reply):
-            self._send(body)
-            return
+            return _send(body)
         try:
-            account = unquote(path[len(PATH_PREFIX) :], errors="strict")
+            account = unquote(encoded.decode("ascii"), errors="strict")
         except UnicodeDecodeError:
-            self._send(Reply(404, "not_found", "the account name in the path is not UTF-8"))
-            return
-        request = WebhookRequest(
+            return _send(Reply(404, "not_found", "the account name in the path is not UTF-8"))
+        headers = request.headers
+        webhook_request = WebhookRequest(
             account=account,
-            event=self.headers.get("X-Billomat-Webhook-Event"),
-            authorization=self.headers.get("Authorization"),
-            content_type=self.headers.get("Content-Type"),
+            event=headers.get("x-billomat-webhook-event"),
+            authorization=headers.get("authorization"),
+            content_type=headers.get("content-type"),
             body=body,
-            request_id=self.headers.get("X-Billomat-Webhook-Request-Id"),
+            request_id=headers.get("x-billomat-webhook-request-id"),
         )
         try:
-            reply = self.server.receiver.handle(request)
+            # The receiver talks to the database and waits for the broker: off the event loop.
+            reply = await run_in_threadpool(receiver.handle, webhook_request)
         except Exception:
             # The details go to the log; the caller gets one line and no traceback.
-            log.exception("webhook for %s failed", clean(request.account))
+            log.exception("webhook for %s failed", clean(account))
             reply = Reply(500, "error", "internal error; see the receiver's log")
-        self._send(reply)
+        return _send(reply)
 
-    def _read_body(self) -> bytes | Reply:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return Reply(411, "bad_request", "send the body with a Content-Length")
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return Reply(411, "bad_request", "send the body with a Content-Length")
-        try:
-            length = int(raw)
-        except ValueError:
-            return Reply(400, "bad_request", "Content-Length is not a number")
-        if length < 0:
-            return Reply(400, "bad_request", "Content-Length is negative")
-        if length > MAX_BODY_BYTES:
-            self._discard(length)
-            return Reply(413, "too_large", f"a webhook body is at most {MAX_BODY_BYTES} bytes")
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            return Reply(408, "bad_request", "the body did not arrive in time")
-        if len(body) < length:
-            return Reply(400, "bad_request", "the body is shorter than its Content-Length")
-        return body
+    async def not_found(request: Request) -> Response:
+        return _send(Reply(404, "not_found", f"POST webhooks to {PATH_PREFIX}<account>"))
 
-    def _discard(self, length: int) -> None:
-        """Read and drop a refused body, so the client sees the answer, not a reset socket."""
-        if length > DISCARD_LIMIT_BYTES:
-            return  # not worth the bandwidth; the client gets a reset, and deserves it
-        remaining = length
-        try:
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 65536))
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-        except OSError:
-            return
-
-    def _send(self, reply: Reply) -> None:
-        body = reply.body()
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError as e:
-            # The caller gave up (Billomat waits 10 s); it sends the webhook again.
-            log.info("webhook answer could not be sent: %s", e)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # The receiver logs one line per webhook itself; access lines would only repeat it.
-        log.debug("%s - " + format, self.address_string(), *args)
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route(PATH_PREFIX + "{account:path}", webhook, methods=["GET", "POST", "PUT"]),
+            Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE"]),
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,37 +206,28 @@ class Webhooks:
             self.publisher.publish,
             metrics,
         )
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.app = webhook_app(self.receiver)
+        self._server: ServerThread | None = None
 
     def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0 picks a free port) and return the port; OSError if taken."""
         self.publisher.start()
-        self._server = _Server((host, port), self.receiver)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name=f"webhooks:{port}",
-            daemon=True,
-        )
-        self._thread.start()
+        server = ServerThread(self.app, name=f"webhooks:{port}")
+        server.start(host, port)
+        self._server = server
         return self.port
 
     @property
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the webhook server is not running")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def stop(self) -> None:
         """Stop taking webhooks, finish publishing, close the broker; safe to call twice."""
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+            server.stop()
         self.publisher.stop()
         self.broker.close()
 

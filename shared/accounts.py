@@ -26,6 +26,8 @@ from shared.domain import (
     format_duration,
 )
 from shared.errors import UsageError
+from shared.history import differences, snapshot
+from shared.history import record as record_history
 
 MIN_INTERVAL_SECONDS = 60
 
@@ -149,7 +151,17 @@ class AccountService:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def add(self, direction: Direction, name: str, changes: AccountChanges) -> SyncAccount:
+    # ``actor`` (the console user's name): when given, the change is written to the account
+    # history in the same transaction.
+
+    def add(
+        self,
+        direction: Direction,
+        name: str,
+        changes: AccountChanges,
+        *,
+        actor: str | None = None,
+    ) -> SyncAccount:
         _check_name(name)
         _check_applicable(direction, changes)
         if not changes.gmi_api_key:
@@ -183,11 +195,17 @@ class AccountService:
             session.add(account)
             session.flush()
             session.add(PollState(account_id=account.id, cursor={}, polls=0))
+            if actor is not None:
+                details = differences({}, snapshot(account)).replace("– → ", "")
+                record_history(session, account, actor, "added", f"{direction.value}; {details}")
         return account
 
-    def update(self, name: str, changes: AccountChanges) -> SyncAccount:
+    def update(
+        self, name: str, changes: AccountChanges, *, actor: str | None = None
+    ) -> SyncAccount:
         with self._db.session() as session:
             account = self.get(session, name)
+            before = snapshot(account)
             direction = Direction(account.direction)
             _check_applicable(direction, changes)
             if changes.name is not None and changes.name != name:
@@ -207,11 +225,16 @@ class AccountService:
                 account.poll_state.cursor = {}
                 account.poll_state.next_due_at = None
             account.updated_at = datetime.now(UTC)
+            changed = differences(before, snapshot(account))
+            if actor is not None and changed:
+                record_history(session, account, actor, "updated", changed)
             return account
 
-    def set_enabled(self, name: str, enabled: bool) -> SyncAccount:
+    def set_enabled(self, name: str, enabled: bool, *, actor: str | None = None) -> SyncAccount:
         with self._db.session() as session:
             account = self.get(session, name)
+            if actor is not None and (enabled != account.enabled or account.attention_reason):
+                record_history(session, account, actor, "resumed" if enabled else "paused")
             account.enabled = enabled
             if enabled:
                 account.attention_reason = None
@@ -220,9 +243,12 @@ class AccountService:
             account.updated_at = datetime.now(UTC)
             return account
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, *, actor: str | None = None) -> None:
         with self._db.session() as session:
-            session.delete(self.get(session, name))
+            account = self.get(session, name)
+            if actor is not None:
+                record_history(session, account, actor, "removed")
+            session.delete(account)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 # The Alembic revision these models describe.  Every migration that changes the schema moves it;
 # a test checks that it is alembic's head, so a process can check its database without loading
 # alembic (about 11 MiB and 100 ms for every producer and consumer).
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0004"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -188,6 +188,8 @@ class DocumentEvent(Base):
     to_state: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str | None] = mapped_column(String(32))
+    # the console user who caused the change (a replay from the web console); NULL: the pipeline
+    actor: Mapped[str | None] = mapped_column(String(100))
 
     document: Mapped[Document] = relationship(back_populates="events")
 
@@ -226,6 +228,66 @@ class ApiQuota(Base):
     blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AccountEvent(Base):
+    """The history of a sync account's settings: who changed what, when (keys never shown).
+
+    No foreign key on purpose: the history of a removed account outlives it.
+    """
+
+    __tablename__ = "account_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    account_name: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))  # added | updated | paused | resumed | removed
+    details: Mapped[str] = mapped_column(Text, default="")
+
+
+class WebUser(Base):
+    """A person who may log in to the web console; the password only as an argon2 hash."""
+
+    __tablename__ = "web_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie holds a random token, the database only its SHA-256.
+
+    Server-side, so that logging out, removing the user or a stolen database backup ends or
+    reveals nothing usable.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    user: Mapped[WebUser] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed logins per user name and per client address, shared by every web process."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # user:NAME | addr:IP
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class DatabaseError(BelegsyncError):

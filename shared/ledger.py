@@ -29,8 +29,12 @@ def set_state(
     reason: str,
     *,
     message_id: str | None = None,
+    actor: str | None = None,
 ) -> None:
-    """Change a row's state and write the history entry in the same transaction."""
+    """Change a row's state and write the history entry in the same transaction.
+
+    ``actor``: the console user who caused the change (None: the pipeline itself).
+    """
     previous = doc.state
     doc.state = state.value
     doc.updated_at = now()
@@ -42,6 +46,7 @@ def set_state(
             to_state=state.value,
             reason=reason[:2000],
             message_id=message_id,
+            actor=actor,
         )
     )
 

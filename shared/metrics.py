@@ -34,7 +34,7 @@ POLL_RESULTS: tuple[str, ...] = ("ok", "error", "rate_limited", "skipped_quota")
 APIS: tuple[str, ...] = ("gmi", "billomat")
 STATUS_CLASSES: tuple[str, ...] = ("2xx", "3xx", "4xx", "5xx", "error")
 QUEUE_ROLES: tuple[str, ...] = ("work", "retry", "parked")
-PROCESS_ROLES: tuple[str, ...] = ("producer", "consumer", "webhooks")
+PROCESS_ROLES: tuple[str, ...] = ("producer", "consumer", "webhooks", "web")
 
 # Handling one document moves MBs of base64 through two APIs: seconds to minutes, not ms.
 PROCESSING_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)

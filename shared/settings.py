@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     # How far back (days of document date) an import poll looks behind its cursor.
     import_overlap_days: int = Field(default=31, ge=0)
 
+    # The web console.  Signs the login form's CSRF token; unset, it is derived from the
+    # Fernet key with HKDF-SHA256 (app.web.security), so one secret is enough to run.
+    web_session_secret: SecretStr | None = None
+    # Set the session cookie's Secure flag: on whenever the console is reached over HTTPS.
+    web_secure_cookies: bool = False
+    # A session ends after this long without a request (and at logout).
+    web_session_idle_minutes: int = Field(default=720, ge=1)
+    # Addresses whose X-Forwarded-For is believed (a TLS proxy in front); comma-separated.
+    web_trusted_proxies: str = "127.0.0.1"
+
     @field_validator("queue_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:

@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "secret-key": ("app.cli.dbcmd", "secret_key", "Print a new Fernet key."),
     "simulate": ("simulators.cli", "simulate", "Run the local GMI and Billomat simulators."),
     "status": ("app.cli.overview", "status", "The sync overview per account."),
+    "users": ("app.cli.users", "users", "Users of the web console."),
+    "web": ("app.cli.web", "web", "Serve the web console."),
     "webhooks": ("app.cli.webhooks", "webhooks", "Receive Billomat webhooks."),
 }
 

@@ -102,6 +102,13 @@ def show_unaccounted(app: App, as_json: bool) -> None:
 @click.option("--state", help="Only documents in this state (e.g. parked, synced, pending).")
 @click.option("--document", "source_id", help="One source document id, with its history.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many.")
+@click.option(
+    "--search", help="Newest first, matching a document number (part of it) or a source/target id."
+)
+@click.option(
+    "--after", type=click.IntRange(min=1), default=None,
+    help="With --search: the page after this ledger row id (keyset paging, as the console).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app
 def documents(
@@ -111,19 +118,28 @@ def documents(
     state: str | None,
     source_id: str | None,
     limit: int | None,
+    search: str | None,
+    after: int | None,
     as_json: bool,
 ) -> None:
     """The per-document ledger: where each document stands, and why."""
+    from app.status import document_page
     from app.status import documents as list_documents
 
-    rows = list_documents(
-        app.migrated_db(),
-        account=account,
-        state=state,
-        source_id=source_id,
-        limit=limit,
-        with_history=source_id is not None,
-    )
+    if search is not None or after is not None:
+        rows = document_page(
+            app.migrated_db(), account=account, state=state, text=search, after=after,
+            limit=limit or 50,
+        ).rows  # fmt: skip
+    else:
+        rows = list_documents(
+            app.migrated_db(),
+            account=account,
+            state=state,
+            source_id=source_id,
+            limit=limit,
+            with_history=source_id is not None,
+        )
     if as_json:
         print_json(rows)
         return

@@ -11,7 +11,17 @@ from shared import migrations
 from shared.db import SCHEMA_REVISION, Base, Database
 from shared.errors import NotMigratedError
 
-TABLES = {"sync_accounts", "documents", "document_events", "poll_state", "api_quotas"}
+TABLES = {
+    "sync_accounts",
+    "documents",
+    "document_events",
+    "poll_state",
+    "api_quotas",
+    "web_users",
+    "web_sessions",
+    "login_throttle",
+    "account_events",
+}
 
 
 def _tables(url: str) -> set[str]:
