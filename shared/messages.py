@@ -167,6 +167,8 @@ _BRACKET = re.compile(rb"[\[\]{}]")
 
 def _nesting_depth(raw: bytes, limit: int) -> int:
     """How deep brackets nest, counting no further than ``limit + 1``."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return limit  # too few brackets to nest deeper: no scan (our own messages have two)
     depth = 0
     for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
         if match.group() in (b"[", b"{"):
