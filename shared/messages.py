@@ -226,7 +226,8 @@ Id = Annotated[StrictInt, Field(ge=1, le=DB_INT_MAX)]
 Timestamp = Annotated[datetime, BeforeValidator(_text_only)]
 OptionalDate = Annotated[date | None, BeforeValidator(_empty_is_none)]
 DetailKey = Annotated[StrictStr, Field(min_length=1, max_length=64)]
-DetailValue = Annotated[StrictStr, Field(max_length=1000)]
+# Values are informational or checked below (amounts); a long Billomat title must still fit.
+DetailValue = Annotated[StrictStr, Field(max_length=10_000)]
 
 
 class _Wire(BaseModel):
