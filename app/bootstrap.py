@@ -6,6 +6,7 @@ builder imports its side when it runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.accounts import AccountService
@@ -32,8 +33,16 @@ def broker(settings: Settings) -> Broker:
     return Broker(settings.broker_url, topology(settings), publish_timeout=settings.publish_timeout)
 
 
+def _box_factory(box: SecretBox | Callable[[], SecretBox]) -> Callable[[], SecretBox]:
+    """A key now, or a way to get it when an account first needs it (never sooner)."""
+    return box if callable(box) else lambda: box
+
+
 def build_producer(
-    settings: Settings, db: Database, box: SecretBox, metrics: Metrics | None
+    settings: Settings,
+    db: Database,
+    box: SecretBox | Callable[[], SecretBox],
+    metrics: Metrics | None,
 ) -> Producer:
     from producers.outbox import Outbox
     from producers.pollers import ExportPoller, ImportPoller
@@ -44,10 +53,10 @@ def build_producer(
     return Producer(
         db=db,
         broker=the_broker,
-        accounts=AccountService(db, lambda: box),
+        accounts=AccountService(db, _box_factory(box)),
         clients=ClientFactory(settings, quota, metrics),
         pollers={
-            Direction.EXPORT: ExportPoller(db),
+            Direction.EXPORT: ExportPoller(db, quota, reserve=settings.billomat_quota_reserve),
             Direction.IMPORT: ImportPoller(
                 db,
                 quota,
@@ -62,7 +71,10 @@ def build_producer(
 
 
 def build_consumer(
-    settings: Settings, db: Database, box: SecretBox, metrics: Metrics | None
+    settings: Settings,
+    db: Database,
+    box: SecretBox | Callable[[], SecretBox],
+    metrics: Metrics | None,
 ) -> Consumer:
     from consumers.handlers import ExportHandler, ImportHandler
     from consumers.worker import Consumer
@@ -71,7 +83,7 @@ def build_consumer(
     return Consumer(
         db=db,
         broker=broker(settings),
-        accounts=AccountService(db, lambda: box),
+        accounts=AccountService(db, _box_factory(box)),
         clients=ClientFactory(settings, quota, metrics),
         handlers={
             Direction.EXPORT: ExportHandler(db, quota),

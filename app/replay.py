@@ -111,15 +111,34 @@ class Replayer:
         return report
 
     def _check_account(self, selection: Selection) -> None:
-        if selection.account is None:
-            return
+        """Refuse (exit 2) an account or a document the ledger does not know."""
         with self._db.session() as session:
-            exists = session.scalar(
-                select(SyncAccount.id).where(SyncAccount.name == selection.account)
+            if selection.account is not None:
+                exists = session.scalar(
+                    select(SyncAccount.id).where(
+                        SyncAccount.name == selection.account, SyncAccount.live()
+                    )
+                )
+                if exists is None:
+                    raise UsageError(
+                        f"unknown sync account {selection.account!r} "
+                        "(see `belegsync accounts list`)"
+                    )
+            if selection.source_id is None:
+                return
+            query = (
+                select(Document.id)
+                .join(SyncAccount, SyncAccount.id == Document.account_id)
+                .where(Document.source_id == selection.source_id, SyncAccount.live())
             )
-        if exists is None:
+            if selection.account is not None:
+                query = query.where(SyncAccount.name == selection.account)
+            found = session.execute(query).all()
+        where = f" of account {selection.account!r}" if selection.account else ""
+        if not found:
             raise UsageError(
-                f"unknown sync account {selection.account!r} (see `belegsync accounts list`)"
+                f"no document with source id {selection.source_id!r}{where} in the ledger "
+                "(see `belegsync documents`)"
             )
 
     # -- messages in the parking queue ---------------------------------------------------------

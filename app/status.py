@@ -33,6 +33,7 @@ def overview(db: Database) -> list[dict[str, Any]]:
         rows = session.execute(
             select(SyncAccount, PollState)
             .outerjoin(PollState, PollState.account_id == SyncAccount.id)
+            .where(SyncAccount.live())
             .order_by(SyncAccount.name)
         ).all()
         result = []
@@ -54,6 +55,8 @@ def overview(db: Database) -> list[dict[str, Any]]:
                     else None,
                     "counts": by_state,
                     "total": sum(by_state.values()),
+                    # what the first poll found already in the target, and what it cost
+                    "target_scan": account.target_scan,
                 }
             )
         return result
@@ -97,8 +100,12 @@ def documents(
         query = select(Document, SyncAccount).join(
             SyncAccount, SyncAccount.id == Document.account_id
         )
+        query = query.where(SyncAccount.live())
         if account is not None:
-            if session.scalar(select(SyncAccount.id).where(SyncAccount.name == account)) is None:
+            known = session.scalar(
+                select(SyncAccount.id).where(SyncAccount.name == account, SyncAccount.live())
+            )
+            if known is None:
                 raise UsageError(
                     f"unknown sync account {account!r} (see `belegsync accounts list`)"
                 )
@@ -165,8 +172,11 @@ def document_page(
         query = select(Document, SyncAccount).join(
             SyncAccount, SyncAccount.id == Document.account_id
         )
+        query = query.where(SyncAccount.live())
         if account is not None:
-            account_id = session.scalar(select(SyncAccount.id).where(SyncAccount.name == account))
+            account_id = session.scalar(
+                select(SyncAccount.id).where(SyncAccount.name == account, SyncAccount.live())
+            )
             if account_id is None:
                 raise UsageError(
                     f"unknown sync account {account!r} (see `belegsync accounts list`)"
@@ -249,7 +259,8 @@ def parked_groups(db: Database, *, per_group: int = 200) -> list[dict[str, Any]]
     with db.session() as session:
         groups = session.execute(
             select(Document.error_class, Document.last_error, func.count())
-            .where(Document.state == DocState.PARKED.value)
+            .join(SyncAccount, SyncAccount.id == Document.account_id)
+            .where(Document.state == DocState.PARKED.value, SyncAccount.live())
             .group_by(Document.error_class, Document.last_error)
             .order_by(func.count().desc())
         ).all()
@@ -260,6 +271,7 @@ def parked_groups(db: Database, *, per_group: int = 200) -> list[dict[str, Any]]
                 .join(SyncAccount, SyncAccount.id == Document.account_id)
                 .where(
                     Document.state == DocState.PARKED.value,
+                    SyncAccount.live(),
                     Document.error_class.is_(None)
                     if error_class is None
                     else Document.error_class == error_class,
@@ -297,8 +309,10 @@ def replay_pairs(
     ids = {int(i) for i in document_ids}
     with db.session() as session:
         pairs: set[tuple[str, str]] = set()
-        base = select(SyncAccount.name, Document.source_id, Document.error_class).join(
-            SyncAccount, SyncAccount.id == Document.account_id
+        base = (
+            select(SyncAccount.name, Document.source_id, Document.error_class)
+            .join(SyncAccount, SyncAccount.id == Document.account_id)
+            .where(SyncAccount.live())
         )
         for start in range(0, len(ids), 500):
             chunk = sorted(ids)[start : start + 500]
@@ -323,7 +337,7 @@ def quota_left(db: Database, box: SecretBox | None = None) -> dict[str, dict[str
     now = datetime.now(UTC)
     with db.session() as session:
         quotas = {(q.api, q.scope): q for q in session.scalars(select(ApiQuota))}
-        accounts = list(session.scalars(select(SyncAccount)))
+        accounts = list(session.scalars(select(SyncAccount).where(SyncAccount.live())))
     result: dict[str, dict[str, Any]] = {}
     for account in accounts:
         billomat = quotas.get(("billomat", account.billomat_id))

@@ -199,7 +199,7 @@ class ExportHandler:
         result = "synced"
         target_id = doc.target_id
         if target_id is None and doc.attempt_started_at is not None:
-            found = self._find_marker(billomat, clients, account.id, uid, doc.attempt_started_at)
+            found = self._find_marker(billomat, clients, account.ref, uid, doc.attempt_started_at)
             if found is not None:
                 target_id = str(found.id)
                 result = "duplicate_avoided"
@@ -228,7 +228,7 @@ class ExportHandler:
                 return Outcome("waiting", detail=waiting)
             if not source.content:
                 raise PermanentError("GMI returned the document without its file", api="gmi")
-            target_id = self._upload(doc.id, account.id, source, clients, message)
+            target_id = self._upload(doc.id, account.ref, source, clients, message)
             landed_at = self._record_landing(
                 doc.id, target_id, rules.archive_after_transfer, message,
                 reason="uploaded to the Billomat inbox", content_hash=sha256(source.content),
@@ -277,13 +277,13 @@ class ExportHandler:
     def _upload(
         self,
         document_id: int,
-        account_id: int,
+        account_ref: str,
         source: GmiDocument,
         clients: AccountClients,
         message: SyncMessage,
     ) -> str:
         assert source.content is not None
-        metadata = {MARKER_KEY: export_marker(account_id, source.uid)}
+        metadata = {MARKER_KEY: export_marker(account_ref, source.uid)}
         if source.document_number:
             metadata["INVOICE_NUMBER"] = source.document_number
         if source.gross_amount is not None:
@@ -311,7 +311,7 @@ class ExportHandler:
         self,
         billomat: BillomatClient,
         clients: AccountClients,
-        account_id: int,
+        account_ref: str,
         uid: int,
         attempt_started: datetime,
     ) -> InboxDocument | None:
@@ -320,7 +320,7 @@ class ExportHandler:
         The inbox has no filters; items come oldest first, so the search starts at the last
         page and stops at a page that ends before the unresolved attempt began.
         """
-        marker = export_marker(account_id, uid)
+        marker = export_marker(account_ref, uid)
         not_before = attempt_started - CLOCK_SLACK
         per_page = 1000
         self._quota.reserve("billomat", clients.billomat_scope)

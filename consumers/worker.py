@@ -4,7 +4,8 @@ then ack — and route every failure to where it belongs.
 - transient  -> delay queue of the next tier, attempt count + 1 (parked after the last)
 - rate limit -> delay queue until the quota resets, attempt count unchanged
 - permanent  -> parking queue at once, with the API's reason
-- configuration -> the account is paused with the reason; the document waits (held)
+- configuration -> the account is paused with the reason; the document waits (held); an
+  account whose stored keys cannot be decrypted is one of these, not the process's end
 - undecodable message, or one naming a row of another account -> parking queue, raw body kept,
   nothing written (``consumers.intake``)
 - a value the database refuses -> parking queue (permanent); the database gone -> the message
@@ -26,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from consumers.failures import hold, note, pause_account
 from consumers.handlers import Handler, Outcome, Work
-from consumers.intake import Mismatch, owns, redeliveries, resolve
-from shared import dberrors, ledger
-from shared.accounts import AccountService
+from consumers.intake import Mismatch, redeliveries, resolve
+from shared import dberrors
+from shared.accounts import AccountService, unreadable_keys
 from shared.broker import RECONNECT_ON, Broker, Delivery
 from shared.clients import AccountClients, ClientFactory
-from shared.db import Database, Document, SyncAccount
+from shared.db import Database
 from shared.domain import Direction, DocState
 from shared.errors import (
     ApiError,
@@ -213,7 +215,7 @@ class Consumer:
         target = resolve(self.db, msg)  # read before write: nothing changes until this holds
         if isinstance(target, Mismatch):
             error = PermanentError(target.reason, api="belegsync")
-            self._park(message, msg, routing_key, headers, error, clock, note=False)
+            self._park(message, msg, routing_key, headers, error, clock, own_row=False)
             return
         account, doc_state = target.account, target.state
 
@@ -231,8 +233,9 @@ class Consumer:
             self._ack(message, msg, Outcome("noop", detail="already synced"), clock)
             return
         if not account.enabled:
-            self._hold(msg, account.attention_reason or "account paused")
-            self._ack(message, msg, Outcome("held", detail="account paused"), clock)
+            why = "account removed" if account.removed_at is not None else "account paused"
+            hold(self.db, msg, account.attention_reason or why)
+            self._ack(message, msg, Outcome("held", detail=why), clock)
             return
         if not self.locks.try_acquire(msg.document_id):
             # A live consumer is on this document right now: look again a little later.
@@ -248,6 +251,13 @@ class Consumer:
                     self._failed(message, msg, routing_key, headers, e, clients, clock)
                     return
                 except SecretKeyError:
+                    # This account's keys, not the process: pause it alone, hold the document.
+                    reason = unreadable_keys(account.name)
+                    pause_account(self.db, msg, reason)
+                    hold(self.db, msg, f"account paused: {reason}")
+                    self.broker.ack(message)
+                    self._report(msg, "held", None, time.monotonic() - clock, reason)
+                    return
                     raise
                 except Exception as e:
                     refused = dberrors.classify(e)
@@ -326,22 +336,22 @@ class Consumer:
                 # The API refused: nobody calls it for this account before the reset.
                 scope = clients.gmi_scope if error.api == "gmi" else clients.billomat_scope
                 self.quota.block(error.api, scope, error.reset_at, str(error))
-            self._note(msg, error, state=DocState.PENDING, waiting=True)
+            note(self.db, msg, error, state=DocState.PENDING, waiting=True)
             seconds = error.seconds_left()
             tier = self.broker.topology.tier_for_delay(seconds)
             self._delay(message, msg, routing_key, headers, tier, str(error))
             self._count("retried", msg, error, clock)
             return
         if isinstance(error, ConfigurationError):
-            self._pause_account(msg, str(error))
-            self._hold(msg, f"account paused: {error}")
+            pause_account(self.db, msg, str(error))
+            hold(self.db, msg, f"account paused: {error}")
             self.broker.ack(message)
             self._count("retried", msg, error, clock)
             return
         if isinstance(error, TransientError):
             attempt = _attempt(headers) + 1
             if attempt < self.max_attempts:
-                self._note(msg, error, state=DocState.RETRYING, attempt=attempt)
+                note(self.db, msg, error, state=DocState.RETRYING, attempt=attempt)
                 headers = self._failure_headers(headers, error, attempt, routing_key)
                 tier = min(attempt - 1, len(self.broker.topology.retry_delays) - 1)
                 self.broker.publish_retry(
@@ -405,15 +415,15 @@ class Consumer:
         error: ApiError,
         clock: float,
         *,
-        note: bool = True,
+        own_row: bool = True,
     ) -> None:
-        """Park a decoded message; ``note=False`` for one whose row is not its own."""
+        """Park a decoded message; ``own_row=False`` for one naming a row not its own."""
         parked_headers = self._failure_headers(
             headers, error, max(_attempt(headers), 1), routing_key
         )
         parked_headers[PARKED_AT_HEADER] = _iso(_now())
-        if note:
-            self._note(msg, error, state=DocState.PARKED)
+        if own_row:
+            note(self.db, msg, error, state=DocState.PARKED)
         self.broker.publish_parked(
             message.body, routing_key, headers=parked_headers, message_id=msg.message_id
         )
@@ -447,52 +457,3 @@ class Consumer:
             if self.broker.topology.work_queue_name(direction) == queue:
                 return direction
         return Direction.EXPORT
-
-    # -- ledger writes for failures ------------------------------------------------------------
-
-    def _note(
-        self,
-        msg: SyncMessage,
-        error: ApiError,
-        *,
-        state: DocState | None,
-        attempt: int | None = None,
-        waiting: bool = False,
-    ) -> None:
-        with self.db.session() as session:
-            doc = session.get(Document, msg.document_id)
-            if doc is None or not owns(doc, msg) or doc.state == DocState.SYNCED.value:
-                return  # a synced row keeps its story; another account's row is not ours
-            reason = str(error)
-            if waiting:
-                assert isinstance(error, RateLimitedError)
-                until = error.reset_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-                reason = f"waiting for the {error.api} quota until {until}: {error.message}"
-            elif attempt is not None:
-                reason = f"attempt {attempt} failed: {error}"
-            doc.error_class = error.error_class.value
-            doc.last_error = reason[:2000]
-            if state is None:
-                return
-            if waiting and doc.state == state.value:
-                return  # one history entry per wait, not one per delay round
-            ledger.set_state(session, doc, state, reason, message_id=msg.message_id)
-
-    def _hold(self, msg: SyncMessage, reason: str) -> None:
-        with self.db.session() as session:
-            doc = session.get(Document, msg.document_id)
-            if doc is None or not owns(doc, msg) or doc.state == DocState.SYNCED.value:
-                return
-            doc.published_at = None  # the producer republishes it once the account is resumed
-            doc.error_class = ErrorClass.CONFIGURATION.value
-            doc.last_error = reason
-            ledger.set_state(session, doc, DocState.HELD, reason, message_id=msg.message_id)
-
-    def _pause_account(self, msg: SyncMessage, reason: str) -> None:
-        with self.db.session() as session:
-            account = session.get(SyncAccount, msg.account_id)
-            if account is None or not account.enabled:
-                return
-            account.enabled = False
-            account.attention_reason = f"paused: {reason}"
-        log.error("account %s paused: %s", printable(msg.account), reason)

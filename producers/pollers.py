@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from shared import ledger
 from shared.accounts import export_rules, import_rules
@@ -23,6 +24,7 @@ from shared.domain import GMI_APPLICATION, Direction, DocState, ExportRules
 from shared.gmi import GmiDocument
 from shared.ledger import Detected
 from shared.quota import QuotaBook
+from shared.recognition import TargetScan, scan_inbox
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ class PollReport:
     result: str = "ok"  # ok | error | rate_limited | skipped_quota
     error: str | None = None
     cursor: dict[str, Any] = field(default_factory=dict)
+    # first poll of an account: documents found already in the target, and what looking cost
+    found: int = 0
+    scan_calls: int | None = None
 
     @property
     def detected(self) -> int:
@@ -61,11 +66,23 @@ def _now() -> datetime:
 # Export: GMI -> Billomat
 
 
-class ExportPoller:
-    """Lists GMI documents changed since the cursor, with the account's filters pushed down."""
+# Rows whose document is on its way or known to be in the target: a target scan leaves them be.
+SETTLED = frozenset({DocState.SYNCED.value, DocState.UPLOADED.value, DocState.UPLOADING.value})
 
-    def __init__(self, db: Database) -> None:
+
+class ExportPoller:
+    """Lists GMI documents changed since the cursor, with the account's filters pushed down.
+
+    An account's first poll (``target_scan`` not set: just added, re-added, or its database
+    restored) reads the Billomat inbox first and adopts every document already there instead
+    of uploading it again (``shared.recognition``); every later poll costs one GMI call when
+    nothing changed.
+    """
+
+    def __init__(self, db: Database, quota: QuotaBook | None = None, *, reserve: int = 0) -> None:
         self._db = db
+        self._quota = quota
+        self._reserve = reserve
 
     @staticmethod
     def api_filters(rules: ExportRules) -> dict[str, Any]:
@@ -90,6 +107,14 @@ class ExportPoller:
                 return
             rules = export_rules(account)
             cursor = dict(account.poll_state.cursor if account.poll_state else {})
+            needs_scan = account.target_scan is None
+        scan: TargetScan | None = None
+        if needs_scan:
+            # Before anything is recorded: a row never becomes publishable before it was
+            # compared with the target.
+            scan = scan_inbox(clients.billomat, before_call=lambda: self._reserve_call(clients))
+            report.calls += scan.calls
+            report.scan_calls = scan.calls
         started = _now()
         since: datetime | None = None
         if cursor.get("updated_since"):
@@ -100,15 +125,74 @@ class ExportPoller:
             page = clients.gmi.list_documents_page(page=page_no, updated_since=since, **filters)
             report.calls += 1
             report.listed += len(page.records)
-            self._record(account_id, rules, page.records, report)
+            self._record(account_id, rules, page.records, report, scan)
             if not page.has_more or not page.records:
                 break
             page_no += 1
+        if scan is not None:
+            self._settle_scan(account_id, rules, scan, report)
         cursor["updated_since"] = started.isoformat()
         report.cursor = cursor
 
+    def _reserve_call(self, clients: AccountClients) -> None:
+        if self._quota is not None:
+            self._quota.reserve("billomat", clients.billomat_scope, keep=self._reserve)
+
+    @staticmethod
+    def _adopt_if_found(
+        session: Session, row: Document, rules: ExportRules, scan: TargetScan | None
+    ) -> bool:
+        found = scan.found.get(row.source_id) if scan is not None else None
+        if found is None or row.target_id is not None or row.state in SETTLED:
+            return False
+        ledger.adopt(
+            session,
+            row,
+            str(found.id),
+            f"already in the Billomat inbox as {found.id} (an earlier upload); not uploaded again",
+            follow_up=rules.archive_after_transfer,
+        )
+        return True
+
+    def _settle_scan(
+        self, account_id: int, rules: ExportRules, scan: TargetScan, report: PollReport
+    ) -> None:
+        """Rows the listing did not touch (a restored ledger), then: the scan is done."""
+        with self._db.session() as session:
+            account = session.get(SyncAccount, account_id)
+            if account is None:
+                return
+            # Rows without a target are few (the ledger's unfinished work); the inbox may
+            # hold many thousands, too many for one IN (...).
+            open_rows = list(
+                session.scalars(
+                    select(Document).where(
+                        Document.account_id == account_id,
+                        Document.source_kind == GMI_KIND,
+                        Document.target_id.is_(None),
+                        Document.state.not_in(SETTLED),
+                    )
+                )
+            )
+            for row in open_rows:
+                report.found += self._adopt_if_found(session, row, rules, scan)
+            account.target_scan = scan.summary(report.found)
+        # (the poll's own line reports found and calls; this adds how much was listed)
+        log.debug(
+            "account %s: %d document(s) already in the Billomat inbox (%d listed, %d call(s))",
+            report.account,
+            report.found,
+            scan.listed,
+            scan.calls,
+        )
+
     def _record(
-        self, account_id: int, rules: ExportRules, records: list[GmiDocument], report: PollReport
+        self,
+        account_id: int,
+        rules: ExportRules,
+        records: list[GmiDocument],
+        report: PollReport,
+        scan: TargetScan | None = None,
     ) -> None:
         if not records:
             return
@@ -142,13 +226,19 @@ class ExportPoller:
                         ledger.set_state(session, row, DocState.SKIPPED, rejection)
                     continue
                 if row is None:
-                    ledger.insert_detected(
+                    row, _ = ledger.insert_detected(
                         session, account, detected, DocState.PENDING, "detected in GMI",
                         looked_up=True,
                     )  # fmt: skip
-                    report.new += 1
+                    if self._adopt_if_found(session, row, rules, scan):
+                        report.found += 1
+                    else:
+                        report.new += 1
                     continue
                 ledger.refresh_details(row, detected)
+                if self._adopt_if_found(session, row, rules, scan):
+                    report.found += 1
+                    continue
                 if row.state == DocState.WAITING_APPROVAL.value:
                     # It changed in GMI since it was checked: look at its approval again.
                     ledger.requeue(session, row, "changed in GMI; approval is checked again")

@@ -1,6 +1,10 @@
 """When each account is polled, what a poll's outcome does to the account, and the loop.
 
-Several producers may run: a poll is claimed with a lease in ``poll_state`` first.
+Several producers may run: a poll is claimed with a lease in ``poll_state`` first, and every
+poll releases it when it ends, however it ends.  Whatever is wrong with one account — keys that
+cannot be decrypted, credentials the API refuses, answers that make no sense, a bug — ends that
+account's poll with a reason ``status`` shows by its name; the other accounts go on.  Only the
+database and the broker are the process's own (see ``run``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from producers.outbox import Outbox
 from producers.pollers import Poller, PollReport
-from shared.accounts import AccountService
+from shared.accounts import AccountService, unreadable_keys
 from shared.broker import Broker, PublishError
 from shared.clients import AccountClients, ClientFactory
 from shared.db import Database, PollState, SyncAccount
@@ -27,6 +31,7 @@ from shared.errors import (
     BrokerUnavailableError,
     ConfigurationError,
     RateLimitedError,
+    SecretKeyError,
 )
 from shared.metrics import Metrics, QueueDepth
 from shared.quota import WINDOW_SLACK, QuotaBook
@@ -43,6 +48,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def describe_report(report: PollReport) -> str:
+    """One line for a poll's outcome (the log, and `produce --once`)."""
+    text = (
+        f"{report.result}, {report.listed} listed, {report.new} new, {report.requeued} "
+        f"requeued, {report.published} published, {report.calls} API call(s)"
+    )
+    if report.scan_calls is not None:
+        text += f"; {report.found} already in the target (looking cost {report.scan_calls} call(s))"
+    if report.error:
+        text += f" — {report.error}"
+    return text
+
+
 @dataclass
 class Producer:
     """Everything a producer process needs, built once by the composition root."""
@@ -55,6 +73,8 @@ class Producer:
     outbox: Outbox
     quota: QuotaBook
     metrics: Metrics | None = None
+    # `produce --once` prints each result itself; a second copy in the log would repeat it
+    log_polls: bool = True
 
     # -- one poll ------------------------------------------------------------------------------
 
@@ -71,14 +91,17 @@ class Producer:
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def poll_account(self, account_id: int) -> PollReport:
-        """Poll one account now, publish what it found, and record the outcome."""
+        """Poll one account now, publish what it found, and record the outcome.
+
+        Failures of this account end in the report (and release the lease); only database
+        and broker errors, the process's own, escape.
+        """
         with self.db.session() as session:
             account = session.get(SyncAccount, account_id)
             if account is None:
                 raise ValueError(f"no account {account_id}")
             name, direction = account.name, Direction(account.direction)
             interval = timedelta(seconds=account.interval_seconds)
-            credentials = self.accounts.credentials(account)
         report = PollReport(name, direction)
         started = _now()
         clock = time.monotonic()
@@ -89,6 +112,7 @@ class Producer:
             with self.db.session() as session:
                 account = session.get(SyncAccount, account_id)
                 assert account is not None
+                credentials = self.accounts.credentials(account)
                 clients = self.clients.for_account(account, credentials)
             self._check_quota(direction, clients)
             self.pollers[direction].poll(account_id, clients, report)
@@ -105,9 +129,20 @@ class Producer:
             report.result = "error"
             report.error = str(e)
             pause_reason = f"paused: {e}"
+        except SecretKeyError:
+            report.result = "error"
+            report.error = "cannot decrypt its stored API keys"
+            pause_reason = f"paused: {unreadable_keys(name)}"
         except ApiError as e:
             report.result = "error"
             report.error = str(e)
+        except (SQLAlchemyError, BrokerUnavailableError):
+            self._release(account_id)
+            raise
+        except Exception as e:  # a bug or a surprise in one account must not stop the others
+            log.exception("poll of %s failed unexpectedly", name)
+            report.result = "error"
+            report.error = f"unexpected error: {type(e).__name__}: {e}"[:500]
         try:
             report.published = self.outbox.flush(account_id)
         except PublishError as e:
@@ -124,19 +159,26 @@ class Producer:
                 detected=report.detected,
                 interval_s=interval.total_seconds(),
             )
-        log.info(
-            "poll %s: %s, %d listed, %d new, %d requeued, %d published, %d API call(s)%s",
-            name,
-            report.result,
-            report.listed,
-            report.new,
-            report.requeued,
-            report.published,
-            report.calls,
-            f" ({report.error})" if report.error else "",
-            extra={"account": name, "direction": direction.value, "result": report.result},
-        )
+        if self.log_polls:
+            log.info(
+                "poll %s: %s",
+                name,
+                describe_report(report),
+                extra={"account": name, "direction": direction.value, "result": report.result},
+            )
         return report
+
+    def _release(self, account_id: int) -> None:
+        """Give the lease back so that the next poll need not wait for it to run out."""
+        try:
+            with self.db.session() as session:
+                session.execute(
+                    update(PollState)
+                    .where(PollState.account_id == account_id)
+                    .values(lease_until=None)
+                )
+        except SQLAlchemyError:
+            log.debug("could not release the lease of account %s", account_id, exc_info=True)
 
     def _check_quota(self, direction: Direction, clients: AccountClients) -> None:
         if direction is Direction.EXPORT:
@@ -184,10 +226,15 @@ class Producer:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def account_name(self, account_id: int) -> str:
+        with self.db.session() as session:
+            account = session.get(SyncAccount, account_id)
+            return account.name if account is not None else f"account {account_id}"
+
     def accounts_to_poll(self, names: Sequence[str] = ()) -> list[int]:
         with self.db.session() as session:
             query = select(SyncAccount.id, SyncAccount.name, SyncAccount.enabled)
-            rows = session.execute(query.order_by(SyncAccount.id)).all()
+            rows = session.execute(query.where(SyncAccount.live()).order_by(SyncAccount.id)).all()
         if names:
             by_name = {row.name: row for row in rows}
             return [by_name[n].id for n in names if n in by_name]

@@ -1,35 +1,55 @@
-"""Sync accounts: create, change, list and remove them; keys go in encrypted, come out masked."""
+"""Sync accounts: create, change, list and remove them; keys go in encrypted, come out masked.
+
+An account's life: ``add`` (a new, never-reused ``ref``; documents a removed account with the
+same direction, GMI key and Billomat ID saw land are adopted), ``update``, ``pause``/``resume``,
+``remove`` (the row and its ledger stay, hidden from every command; the name is free again).
+Every rule on input lives in ``shared.domain`` and ``shared.account_changes``; each refusal
+names its field, so the command line and the web console refuse the same input alike.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.account_changes import (
+    AccountChanges as AccountChanges,  # re-exported: front ends build changes from here
+)
+from shared.account_changes import apply_changes, check_applicable, check_key
+from shared.adoption import adopt_landed
 from shared.crypto import SecretBox, mask
-from shared.db import Database, PollState, SyncAccount
+from shared.db import Database, Document, PollState, SyncAccount, new_ref
 from shared.domain import (
     DEFAULT_IMPORT_DOCUMENT_TYPE,
     DEFAULT_IMPORT_KINDS,
     Direction,
     ExportRules,
     ImportRules,
-    check_billomat_id,
-    check_date_range,
-    check_document_kinds,
-    check_document_types,
+    check_account_name,
+    check_text,
     format_duration,
 )
-from shared.errors import UsageError
+from shared.errors import SecretKeyError, SetupError, UsageError
 from shared.history import differences, snapshot
 from shared.history import record as record_history
 
-MIN_INTERVAL_SECONDS = 60
+DEFAULT_INTERVAL_SECONDS = 15 * 60
+UNREADABLE_KEYS = (
+    "cannot decrypt its stored API keys (stored under another BELEGSYNC_SECRET_KEY?): enter "
+    "them again with `belegsync accounts update {name} --gmi-api-key - --billomat-api-key -`, "
+    "then `belegsync accounts resume {name}`"
+)
+
+
+def unreadable_keys(name: str) -> str:
+    """Why an account whose API keys cannot be decrypted is paused, and what fixes it."""
+    return UNREADABLE_KEYS.format(name=name)
 
 
 @dataclass(frozen=True)
@@ -46,50 +66,6 @@ class Credentials:
 def key_fingerprint(api_key: str) -> str:
     """A stable, non-reversible name for an API key (quota bookkeeping, never the key)."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
-
-@dataclass
-class AccountChanges:
-    """Settings given on the command line; None means "leave as it is"."""
-
-    name: str | None = None
-    gmi_api_key: str | None = None
-    billomat_id: str | None = None
-    billomat_api_key: str | None = None
-    interval_seconds: int | None = None
-    note: str | None = None
-    document_types: Sequence[str] | None = None
-    tags: Sequence[str] | None = None
-    require_approval: bool | None = None
-    archive_after_transfer: bool | None = None
-    date_from: date | None = None
-    date_to: date | None = None
-    clear_date_from: bool = False
-    clear_date_to: bool = False
-    default_document_type: str | None = None
-    default_tags: Sequence[str] | None = None
-    default_company: str | None = None
-    document_kinds: Sequence[str] | None = None
-    webhook_username: str | None = None
-    webhook_password: str | None = None
-
-
-EXPORT_ONLY = (
-    "document_types",
-    "tags",
-    "require_approval",
-    "archive_after_transfer",
-    "date_from",
-    "date_to",
-)
-IMPORT_ONLY = (
-    "default_document_type",
-    "default_tags",
-    "default_company",
-    "document_kinds",
-    "webhook_username",
-    "webhook_password",
-)
 
 
 def export_rules(account: SyncAccount) -> ExportRules:
@@ -129,14 +105,70 @@ class AccountService:
     # -- queries -------------------------------------------------------------------------------
 
     def get(self, session: Session, name: str) -> SyncAccount:
-        account = session.scalar(select(SyncAccount).where(SyncAccount.name == name))
+        account = session.scalar(
+            select(SyncAccount).where(SyncAccount.name == name, SyncAccount.live())
+        )
         if account is None:
             raise UsageError(f"unknown sync account {name!r} (see `belegsync accounts list`)")
         return account
 
     def list(self) -> list[SyncAccount]:
         with self._db.session() as session:
-            return list(session.scalars(select(SyncAccount).order_by(SyncAccount.name)))
+            return list(
+                session.scalars(
+                    select(SyncAccount).where(SyncAccount.live()).order_by(SyncAccount.name)
+                )
+            )
+
+    def document_count(self, account_id: int) -> int:
+        with self._db.session() as session:
+            count = session.scalar(
+                select(func.count()).select_from(Document).where(Document.account_id == account_id)
+            )
+            return int(count or 0)
+
+    def removal_summary(self, name: str) -> dict[str, int]:
+        """Ledger rows of an account by state: what `remove` keeps (shown before asking)."""
+        with self._db.session() as session:
+            account = self.get(session, name)
+            rows = session.execute(
+                select(Document.state, func.count())
+                .where(Document.account_id == account.id)
+                .group_by(Document.state)
+            )
+            return {state: int(count) for state, count in rows}
+
+    def check_secret_key(self, *, besides: str | None = None) -> None:
+        """SetupError unless the key decrypts the API keys of at least one account.
+
+        When it decrypts none of them, the process's key is what is wrong, not the accounts:
+        that ends a producer or consumer at start, and a command that would store keys under
+        it refuses (callers that take keys from an operator call this first); an account
+        stored under another key beside readable ones is paused on its own at run time.
+        ``besides`` leaves one account out (the one whose keys are being entered again).
+        """
+        with self._db.session() as session:
+            query = select(SyncAccount.gmi_api_key_enc).where(SyncAccount.live())
+            if besides is not None:
+                query = query.where(SyncAccount.name != besides)
+            tokens = list(session.scalars(query))
+        if not tokens:
+            return
+        for token in tokens:
+            try:
+                self.box.decrypt(token)
+                return
+            except SecretKeyError:
+                continue
+        raise SetupError(
+            f"BELEGSYNC_SECRET_KEY cannot decrypt the API keys of any of the {len(tokens)} "
+            "sync account(s): it is not the key they were stored with (or restore the key file)"
+        )
+
+    def has_accounts(self) -> bool:
+        with self._db.session() as session:
+            first = session.scalar(select(SyncAccount.id).where(SyncAccount.live()).limit(1))
+            return first is not None
 
     def credentials(self, account: SyncAccount) -> Credentials:
         return Credentials(
@@ -161,22 +193,34 @@ class AccountService:
         changes: AccountChanges,
         *,
         actor: str | None = None,
+        check_key: bool = True,
     ) -> SyncAccount:
-        _check_name(name)
-        _check_applicable(direction, changes)
+        """A new account; what removed accounts with the same identity saw land is adopted.
+
+        Every rule is checked before the secret key is touched: a refused account leaves no
+        key file and no row behind.  ``check_key``: refuse a secret key that opens none of the
+        accounts already stored (their keys and the new ones would need two different keys).
+        """
+        check_account_name(name)
+        check_applicable(direction, changes)
         if not changes.gmi_api_key:
-            raise UsageError("a GMI API key is required: --gmi-api-key or BELEGSYNC_GMI_API_KEY")
+            raise UsageError(
+                "a GMI API key is required: --gmi-api-key or BELEGSYNC_GMI_API_KEY",
+                field="gmi_api_key",
+            )
         if not changes.billomat_api_key:
             raise UsageError(
-                "a Billomat API key is required: --billomat-api-key or BELEGSYNC_BILLOMAT_API_KEY"
+                "a Billomat API key is required: --billomat-api-key or BELEGSYNC_BILLOMAT_API_KEY",
+                field="billomat_api_key",
             )
         if changes.billomat_id is None:
-            raise UsageError("a Billomat ID is required: --billomat-id")
+            raise UsageError("a Billomat ID is required: --billomat-id", field="billomat_id")
         account = SyncAccount(
+            ref=new_ref(),
             name=name,
             direction=direction.value,
             enabled=True,
-            interval_seconds=15 * 60,
+            interval_seconds=DEFAULT_INTERVAL_SECONDS,
             note="",
             document_types=[],
             tags=[],
@@ -188,33 +232,53 @@ class AccountService:
                 DEFAULT_IMPORT_DOCUMENT_TYPE if direction is Direction.IMPORT else None
             ),
         )
+        self._validate(account, changes)
         with self._db.session() as session:
-            if session.scalar(select(SyncAccount.id).where(SyncAccount.name == name)) is not None:
-                raise UsageError(f"a sync account named {name!r} already exists")
+            self._check_name_free(session, name)
+        if check_key and self.has_accounts():
+            self.check_secret_key()
+        # The key (perhaps its new file) before the write transaction: getting it may read
+        # the database, and SQLite would make that wait for our own write lock.
+        box = self.box
+        with self._db.session() as session:
+            self._check_name_free(session, name)
             self._apply(account, changes)
             session.add(account)
             session.flush()
             session.add(PollState(account_id=account.id, cursor={}, polls=0))
+            adoption = adopt_landed(session, account, box)
             if actor is not None:
                 details = differences({}, snapshot(account)).replace("– → ", "")
+                if adoption.adopted:
+                    details += (
+                        f"; {adoption.adopted} document(s) already in the target known from "
+                        f"removed {', '.join(adoption.removed_accounts)}"
+                    )
                 record_history(session, account, actor, "added", f"{direction.value}; {details}")
         return account
 
     def update(
-        self, name: str, changes: AccountChanges, *, actor: str | None = None
+        self,
+        name: str,
+        changes: AccountChanges,
+        *,
+        actor: str | None = None,
+        check_key: bool = True,
     ) -> SyncAccount:
+        if changes.gmi_api_key or changes.billomat_api_key or changes.webhook_password:
+            if check_key:
+                # New secrets under a key that opens none of the other accounts: refused.
+                self.check_secret_key(besides=name)
+            _ = self.box  # outside the write transaction (see add)
         with self._db.session() as session:
             account = self.get(session, name)
             before = snapshot(account)
             direction = Direction(account.direction)
-            _check_applicable(direction, changes)
+            check_applicable(direction, changes)
             if changes.name is not None and changes.name != name:
-                _check_name(changes.name)
-                taken = session.scalar(
-                    select(SyncAccount.id).where(SyncAccount.name == changes.name)
-                )
-                if taken is not None:
-                    raise UsageError(f"a sync account named {changes.name!r} already exists")
+                check_account_name(changes.name)
+                self._check_name_free(session, changes.name)
+            self._validate(account, changes)
             self._apply(account, changes)
             filters_changed = any(
                 getattr(changes, f) is not None
@@ -243,75 +307,88 @@ class AccountService:
             account.updated_at = datetime.now(UTC)
             return account
 
-    def remove(self, name: str, *, actor: str | None = None) -> None:
+    def recheck(self, names: Sequence[str] = ()) -> tuple[str, ...]:
+        """Make the next poll of these export accounts (all when none are named) look in the
+        target again — after the database was restored from a backup that knows less than the
+        target does.  Returns the names of the accounts that will look."""
+        with self._db.session() as session:
+            if names:
+                accounts = [self.get(session, name) for name in names]
+            else:
+                accounts = list(session.scalars(select(SyncAccount).where(SyncAccount.live())))
+            chosen = []
+            for account in accounts:
+                if account.direction != Direction.EXPORT.value:
+                    continue  # GMI refuses identical content itself: nothing to look at first
+                account.target_scan = None
+                if account.poll_state is not None:
+                    account.poll_state.next_due_at = None
+                chosen.append(account.name)
+            return tuple(chosen)
+
+    def remove(self, name: str, *, actor: str | None = None) -> int:
+        """Remove an account; returns how many ledger rows it keeps.
+
+        The row stays (marked removed, paused) with its ledger, so that what landed is never
+        forgotten: a later account with the same identity adopts it, and documents imported
+        into GMI are still known as ours (never exported back).  Messages still queued for it
+        are held by the consumers, not uploaded.
+        """
         with self._db.session() as session:
             account = self.get(session, name)
             if actor is not None:
                 record_history(session, account, actor, "removed")
-            session.delete(account)
+            account.removed_at = datetime.now(UTC)
+            account.enabled = False
+            account.updated_at = account.removed_at
+            if account.poll_state is not None:
+                account.poll_state.lease_until = None
+                account.poll_state.next_due_at = None
+            count = session.scalar(
+                select(func.count()).select_from(Document).where(Document.account_id == account.id)
+            )
+            return int(count or 0)
+
+    def _check_name_free(self, session: Session, name: str) -> None:
+        taken = session.scalar(
+            select(SyncAccount.id).where(SyncAccount.name == name, SyncAccount.live())
+        )
+        if taken is not None:
+            raise UsageError(f"a sync account named {name!r} already exists", field="name")
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _apply(self, account: SyncAccount, changes: AccountChanges) -> None:
-        try:
-            if changes.name is not None:
-                account.name = changes.name
-            if changes.billomat_id is not None:
-                account.billomat_id = check_billomat_id(changes.billomat_id)
-            if changes.interval_seconds is not None:
-                if changes.interval_seconds < MIN_INTERVAL_SECONDS:
-                    raise ValueError(
-                        f"interval {format_duration(changes.interval_seconds)} is too short: "
-                        "at least 1m"
-                    )
-                account.interval_seconds = changes.interval_seconds
-            if changes.note is not None:
-                account.note = changes.note
-            if changes.document_types is not None:
-                account.document_types = list(check_document_types(changes.document_types))
-            if changes.tags is not None:
-                account.tags = list(dict.fromkeys(changes.tags))
-            if changes.require_approval is not None:
-                account.require_approval = changes.require_approval
-            if changes.archive_after_transfer is not None:
-                account.archive_after_transfer = changes.archive_after_transfer
-            if changes.date_from is not None or changes.clear_date_from:
-                account.date_from = changes.date_from
-            if changes.date_to is not None or changes.clear_date_to:
-                account.date_to = changes.date_to
-            check_date_range(account.date_from, account.date_to)
-            if changes.default_document_type is not None:
-                (account.default_document_type,) = check_document_types(
-                    [changes.default_document_type]
-                )
-            if changes.default_tags is not None:
-                account.default_tags = list(dict.fromkeys(changes.default_tags))
-            if changes.default_company is not None:
-                if changes.default_company != account.default_company:
-                    account.default_company_uid = None
-                account.default_company = changes.default_company or None
-            if changes.document_kinds is not None:
-                kinds = check_document_kinds(changes.document_kinds)
-                if not kinds:
-                    raise ValueError("--document-kinds needs at least one kind")
-                account.document_kinds = list(kinds)
-            if changes.webhook_username is not None:
-                account.webhook_username = changes.webhook_username or None
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+    def _validate(self, account: SyncAccount, changes: AccountChanges) -> None:
+        """Every rule, on a scratch copy: nothing is changed and no key is touched yet."""
+        scratch = SyncAccount(
+            date_from=account.date_from,
+            date_to=account.date_to,
+            webhook_username=account.webhook_username,
+            webhook_password_enc=account.webhook_password_enc,
+        )
+        apply_changes(scratch, changes)
+        if changes.gmi_api_key is not None:
+            check_key(changes.gmi_api_key, "GMI", "gmi_api_key")
+        if changes.billomat_api_key is not None:
+            check_key(changes.billomat_api_key, "Billomat", "billomat_api_key")
+        if changes.webhook_password is not None:
+            check_text(changes.webhook_password, field="webhook_password", limit=200)
         if (
-            account.webhook_username
+            scratch.webhook_username
             and changes.webhook_password is None
-            and account.webhook_password_enc is None
+            and scratch.webhook_password_enc is None
         ):
-            raise UsageError("--webhook-username needs --webhook-password too")
+            raise UsageError(
+                "--webhook-username needs --webhook-password too", field="webhook_password"
+            )
+
+    def _apply(self, account: SyncAccount, changes: AccountChanges) -> None:
+        apply_changes(account, changes)
         # Encrypt last: only valid input needs the secret key (and may create its file).
         if changes.gmi_api_key is not None:
-            account.gmi_api_key_enc = self.box.encrypt(_check_key(changes.gmi_api_key, "GMI"))
+            account.gmi_api_key_enc = self.box.encrypt(changes.gmi_api_key)
         if changes.billomat_api_key is not None:
-            account.billomat_api_key_enc = self.box.encrypt(
-                _check_key(changes.billomat_api_key, "Billomat")
-            )
+            account.billomat_api_key_enc = self.box.encrypt(changes.billomat_api_key)
         if changes.webhook_password is not None:
             account.webhook_password_enc = (
                 self.box.encrypt(changes.webhook_password) if changes.webhook_password else None
@@ -328,9 +405,12 @@ class AccountService:
             "note": account.note,
         }
         if with_keys:
-            creds = self.credentials(account)
-            view["gmi_api_key"] = mask(creds.gmi_api_key)
-            view["billomat_api_key"] = mask(creds.billomat_api_key)
+            try:
+                creds = self.credentials(account)
+                view["gmi_api_key"] = mask(creds.gmi_api_key)
+                view["billomat_api_key"] = mask(creds.billomat_api_key)
+            except SecretKeyError:
+                view["gmi_api_key"] = view["billomat_api_key"] = "(cannot decrypt)"
         if account.direction == Direction.EXPORT:
             view.update(
                 document_types=list(account.document_types or []),
@@ -352,30 +432,3 @@ class AccountService:
         view["created_at"] = account.created_at.isoformat() if account.created_at else None
         view["updated_at"] = account.updated_at.isoformat() if account.updated_at else None
         return view
-
-
-def _check_name(name: str) -> None:
-    if not name or not name.strip() or len(name) > 100 or name != name.strip():
-        raise UsageError(
-            f"invalid account name {name!r}: 1-100 characters, no leading or trailing spaces"
-        )
-
-
-def _check_key(key: str, what: str) -> str:
-    if not key.strip() or any(ch.isspace() for ch in key) or len(key) > 500:
-        raise UsageError(f"invalid {what} API key: it must be one word without spaces")
-    return key
-
-
-def _check_applicable(direction: Direction, changes: AccountChanges) -> None:
-    wrong = EXPORT_ONLY if direction is Direction.IMPORT else IMPORT_ONLY
-    for field_name in wrong:
-        if getattr(changes, field_name) is not None:
-            option = "--" + field_name.replace("_", "-")
-            raise UsageError(f"{option} applies to {_other(direction)} accounts only")
-    if direction is Direction.IMPORT and (changes.clear_date_from or changes.clear_date_to):
-        raise UsageError("date ranges apply to export accounts only")
-
-
-def _other(direction: Direction) -> str:
-    return "import" if direction is Direction.EXPORT else "export"

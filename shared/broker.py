@@ -47,7 +47,7 @@ from kombu.entity import Exchange, Queue
 from kombu.messaging import Producer
 
 from shared.domain import Direction, format_duration
-from shared.errors import BrokerUnavailableError
+from shared.errors import BrokerUnavailableError, SetupError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,13 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     kombu.exceptions.ChannelError,
 )
 
+
+# What RabbitMQ answers to a wrong login, an unknown vhost or missing permissions: a
+# configuration error (exit 2), not an outage to retry forever.
+REFUSED: tuple[type[Exception], ...] = (
+    amqp.exceptions.AccessRefused,
+    amqp.exceptions.NotAllowed,
+)
 
 # What makes a process drop its connection and connect again.
 RECONNECT_ON: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, BrokerUnavailableError)
@@ -277,6 +284,9 @@ class Broker:
         self._publish_channel: Any = None
         self._keepalive: _Keepalive | None = None
         self._declared = False
+        # Once RabbitMQ has let us in, a refused login is a node starting up, not a wrong
+        # password: it is retried like an outage.
+        self._ever_connected = False
 
     def __repr__(self) -> str:
         return f"Broker({self.safe_url})"
@@ -311,25 +321,49 @@ class Broker:
                     self._publish_channel = connection.channel()
                     self.topology.declare(self._publish_channel)
                     self._declared = True
+                self._ever_connected = True
                 if self._keepalive is None and self.heartbeat:
                     self._keepalive = _Keepalive(self, interval=self.heartbeat / 3)
                     self._keepalive.start()
                 return
+            except REFUSED as e:
+                with self.lock:
+                    self._close_quietly()
+                if not self._ever_connected:
+                    # Wrong user, password, vhost or permissions: waiting will not fix it.
+                    raise SetupError(
+                        f"BELEGSYNC_BROKER_URL: RabbitMQ at {self.safe_url} refused us: "
+                        f"{_reason(e)} (check user, password, vhost and permissions)"
+                    ) from e
+                # It let us in before: a node still starting up refuses for a moment.
+                attempt = self._wait_to_retry(e, attempt, retries, on_retry, stop)
             except CONNECTION_ERRORS as e:
-                attempt += 1
-                if retries is not None and attempt > retries:
-                    raise BrokerUnavailableError(
-                        f"cannot reach RabbitMQ at {self.safe_url}: {_reason(e)}"
-                    ) from e
-                delay = min(30.0, 0.5 * 2 ** min(attempt, 6))
-                if on_retry:
-                    on_retry(f"RabbitMQ unreachable ({_reason(e)}); retrying in {delay:.0f}s")
-                if stop is not None and stop.wait(delay):
-                    raise BrokerUnavailableError(
-                        f"stopped while waiting for RabbitMQ at {self.safe_url}"
-                    ) from e
-                if stop is None:
-                    time.sleep(delay)
+                attempt = self._wait_to_retry(e, attempt, retries, on_retry, stop)
+
+    def _wait_to_retry(
+        self,
+        error: Exception,
+        attempt: int,
+        retries: int | None,
+        on_retry: Callable[[str], None] | None,
+        stop: threading.Event | None,
+    ) -> int:
+        """Back off before the next connection attempt; BrokerUnavailableError when done."""
+        attempt += 1
+        if retries is not None and attempt > retries:
+            raise BrokerUnavailableError(
+                f"cannot reach RabbitMQ at {self.safe_url}: {_reason(error)}"
+            ) from error
+        delay = min(30.0, 0.5 * 2 ** min(attempt, 6))
+        if on_retry:
+            on_retry(f"RabbitMQ unreachable ({_reason(error)}); retrying in {delay:.0f}s")
+        if stop is not None and stop.wait(delay):
+            raise BrokerUnavailableError(
+                f"stopped while waiting for RabbitMQ at {self.safe_url}"
+            ) from error
+        if stop is None:
+            time.sleep(delay)
+        return attempt
 
     @property
     def connection(self) -> Connection:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from shared.errors import SecretKeyError
-from shared.settings import Settings
+from shared.errors import SecretKeyError, SetupError
+from shared.settings import Settings, check_fernet_key
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +48,58 @@ def generate_key() -> str:
 
 
 def load_secret_box(
-    settings: Settings, *, notice: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    may_create: bool | Callable[[], bool] = False,
+    notice: Callable[[str], None] | None = None,
 ) -> SecretBox:
-    """The key from BELEGSYNC_SECRET_KEY, else from the key file, created (0600) if missing."""
+    """The key from BELEGSYNC_SECRET_KEY, else from the key file.
+
+    A missing key file is created (mode 0600) only when ``may_create`` allows it — a command
+    that is about to store the first API keys.  Otherwise, and for a file that holds no key,
+    SetupError says what to do: nothing is written on the way.
+    """
     if settings.secret_key is not None:
         return SecretBox(settings.secret_key.get_secret_value().strip())
     path = settings.secret_key_file
     if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            log.warning(
-                "secret key file %s is readable by others (mode %o); chmod 600 it", path, mode
-            )
-        return SecretBox(path.read_text().strip())
+        return SecretBox(_read_key_file(path))
+    allowed = may_create() if callable(may_create) else may_create
+    if not allowed:
+        raise SetupError(
+            f"no secret key: BELEGSYNC_SECRET_KEY is unset and the key file {path} "
+            "(BELEGSYNC_SECRET_KEY_FILE) does not exist; set the key the API keys were "
+            "stored with, or restore the file"
+        )
     key = generate_key()
     if not _write_private(path, key):
         # Another process created the file first: use its key, not ours.
-        return SecretBox(path.read_text().strip())
+        return SecretBox(_read_key_file(path))
     if notice is not None:
         notice(
             f"created secret key file {path} (mode 0600): it decrypts the stored API keys, "
             "keep it safe and back it up"
         )
     return SecretBox(key)
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SetupError(
+            f"BELEGSYNC_SECRET_KEY_FILE: cannot read {path} ({type(e).__name__})"
+        ) from None
+    if mode & 0o077:
+        log.warning("secret key file %s is readable by others (mode %o); chmod 600 it", path, mode)
+    try:
+        return check_fernet_key(text)
+    except ValueError:
+        raise SetupError(
+            f"BELEGSYNC_SECRET_KEY_FILE: {path} does not hold a Fernet key (44 characters of "
+            "url-safe base64, as `belegsync secret-key` prints)"
+        ) from None
 
 
 def _write_private(path: Path, content: str) -> bool:

@@ -7,9 +7,12 @@ back timezone-aware on both.
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -43,16 +46,17 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import ColumnElement
 
 from shared import dberrors
-from shared.errors import BelegsyncError, NotMigratedError
+from shared.errors import BelegsyncError, NotMigratedError, SetupError
 
 log = logging.getLogger(__name__)
 
 # The Alembic revision these models describe.  Every migration that changes the schema moves it;
 # a test checks that it is alembic's head, so a process can check its database without loading
 # alembic (about 11 MiB and 100 ms for every producer and consumer).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0002"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,6 +69,18 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_ref() -> str:
+    """A fresh account identity: 64 random bits, never a bare number.
+
+    Accounts from before refs existed carry their old table id ("1", "2" …) as ref; a new ref
+    always holds a letter, so it can never be taken for one of those.
+    """
+    while True:
+        ref = secrets.token_hex(8)
+        if not ref.isdigit():
+            return ref
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -94,10 +110,23 @@ class SyncAccount(Base):
     """One direction of sync between one GMI account and one Billomat account."""
 
     __tablename__ = "sync_accounts"
-    __table_args__ = (CheckConstraint("direction IN ('export', 'import')", name="direction"),)
+    __table_args__ = (
+        CheckConstraint("direction IN ('export', 'import')", name="direction"),
+        # A removed account keeps its row (and its ledger); its name is free for a new one.
+        Index(
+            "ix_sync_accounts_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The identity markers and everything that outlives the account use: never reused, unlike
+    # ``id`` (see new_ref).  Accounts older than refs got their id.
+    ref: Mapped[str] = mapped_column(String(32), unique=True, default=new_ref)
+    name: Mapped[str] = mapped_column(String(100))
     direction: Mapped[str] = mapped_column(String(10))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     gmi_api_key_enc: Mapped[str] = mapped_column(Text)
@@ -122,12 +151,22 @@ class SyncAccount(Base):
     webhook_password_enc: Mapped[str | None] = mapped_column(Text)
     # set when a configuration error (bad key, cancelled account) paused the account
     attention_reason: Mapped[str | None] = mapped_column(Text)
+    # What the first poll found already in the target (an earlier life of this account, a
+    # restored database): {"at", "found", "listed", "calls"}.  NULL: not looked yet.
+    target_scan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Set by `accounts remove`: the account is gone for every command, its ledger stays.
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     poll_state: Mapped[PollState | None] = relationship(
         back_populates="account", cascade="all, delete-orphan", uselist=False
     )
+
+    @classmethod
+    def live(cls) -> ColumnElement[bool]:
+        """Accounts that have not been removed: every lookup by name wants only these."""
+        return cls.removed_at.is_(None)
 
 
 class Document(Base):
@@ -338,17 +377,30 @@ class Database:
         return True
 
     def check_migrated(self) -> None:
-        """Raise NotMigratedError unless the schema is at the revision these models describe."""
+        """Raise NotMigratedError unless the schema is at the revision these models describe.
+
+        A SQLite file that does not exist is not created: connecting would leave an empty
+        database behind, a side effect of a command that was only asked to read.
+        """
+        self.check_exists()
         try:
             with self.engine.connect() as conn:
                 if not inspect(conn).has_table("alembic_version"):
                     raise NotMigratedError()
                 current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except OperationalError as e:
-            raise DatabaseError(f"cannot reach the database: {_short(e)}") from e
+            raise connect_error(e) from e
         if current != SCHEMA_REVISION:
             raise NotMigratedError(
                 f"schema at {current or 'nothing'}, code expects {SCHEMA_REVISION}"
+            )
+
+    def check_exists(self) -> None:
+        path = sqlite_path(self.url)
+        if path is not None and not path.exists():
+            raise NotMigratedError(
+                message=f"no database at {path}: create it with `belegsync db upgrade` "
+                "(or point BELEGSYNC_DATABASE_URL at an existing one)"
             )
 
     def dispose(self) -> None:
@@ -357,6 +409,41 @@ class Database:
 
 def _short(error: Exception) -> str:
     return str(getattr(error, "orig", error)).splitlines()[0]
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+# What a server says when the URL's credentials or database name are wrong: configuration to
+# fix, not an outage to wait out.
+_LOGIN_REFUSED = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",  # role "x" / database "x"
+    "pg_hba.conf",
+    "unable to open database file",
+)
+
+
+def connect_error(error: Exception) -> BelegsyncError:
+    """A driver's connect failure as SetupError (wrong login) or DatabaseError (unreachable)."""
+    detail = str(getattr(error, "orig", error))
+    reason = detail.splitlines()[0]
+    # libpq repeats the server's answer after "FATAL:"; that part names the problem.
+    fatal = re.search(r"FATAL:\s*(.+)", detail)
+    if fatal is not None:
+        reason = fatal.group(1).strip()
+    if any(marker in detail for marker in _LOGIN_REFUSED):
+        return SetupError(
+            f"BELEGSYNC_DATABASE_URL: the database refused the connection ({reason}); "
+            "check user, password and database name"
+        )
+    return DatabaseError(f"cannot reach the database: {reason}")
 
 
 def _make_sqlite_transactional(engine: Engine) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
 import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+
+from shared.errors import InvalidValue
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary
@@ -116,8 +119,31 @@ def inbox_type_for(gmi_type: str) -> str:
     return GMI_TO_INBOX_TYPE.get(gmi_type, "OTHER")
 
 
-def export_marker(account_id: int, gmi_uid: int | str) -> str:
-    return f"belegsync:a{account_id}:gmi:{gmi_uid}"
+def export_marker(account_ref: str, gmi_uid: int | str) -> str:
+    """The metadata value that names an inbox document as our upload of one GMI document.
+
+    ``account_ref`` is the account's never-reused identity (``SyncAccount.ref``), not its
+    table id: a removed account's id can come back, its ref never does.  Accounts created
+    before refs existed got their old id as ref, so their earlier markers stay valid.
+    """
+    if not account_ref or ":" in account_ref:
+        raise ValueError(f"not an account ref: {account_ref!r}")
+    return f"belegsync:a{account_ref}:gmi:{gmi_uid}"
+
+
+_MARKER_RE = re.compile(r"^belegsync:a([^:\s]+):gmi:(\d+)$")
+
+
+@dataclass(frozen=True)
+class Marker:
+    account_ref: str
+    gmi_uid: str
+
+
+def parse_marker(value: str | None) -> Marker | None:
+    """The parts of a marker ``export_marker`` built, or None for anything else."""
+    match = _MARKER_RE.match((value or "").strip())
+    return Marker(match.group(1), match.group(2)) if match else None
 
 
 def gmi_type_for_kind(kind: str, default_type: str) -> str:
@@ -134,20 +160,46 @@ def import_file_name(kind: str, number: str, pdf_filename: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing user input (raise ValueError with a message fit for a one-line error)
+# Input rules.  Each raises InvalidValue naming its field (the account setting's key), so the
+# command line and the web console refuse the same input with the same sentence.
 
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+# Account names become part of URLs (webhooks: /billomat/<name>) and of metric labels.
+ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ACCOUNT_NAME_RULE = (
+    "1-63 lower-case letters, digits, '-' and '_', starting with a letter or digit "
+    "(e.g. acme-export)"
+)
+MIN_INTERVAL_SECONDS = 60
+MAX_INTERVAL_SECONDS = 86400  # GMI's own sync offers nothing slower than daily
+MAX_NOTE_CHARS = 2000
+MAX_TAG_CHARS = 100
+
+_DURATION_RE = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
 
 
-def parse_duration(text: str, *, minimum: int = 0) -> int:
+def parse_duration(
+    text: str, *, minimum: int = 0, maximum: int | None = None, field: str | None = None
+) -> int:
     """``30s``, ``15m``, ``1h``, ``1d`` -> seconds."""
     match = _DURATION_RE.match(text or "")
     if not match:
-        raise ValueError(f"invalid duration {text!r}: use a number and s, m, h or d, e.g. 15m")
+        raise InvalidValue(
+            f"invalid duration {text!r}: use a number and s, m, h or d, e.g. 15m", field=field
+        )
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds < minimum:
-        raise ValueError(f"duration {text!r} is too short: at least {format_duration(minimum)}")
+        raise InvalidValue(
+            f"duration {text!r} is too short: at least {format_duration(minimum)}", field=field
+        )
+    if maximum is not None and seconds > maximum:
+        raise InvalidValue(
+            f"duration {text!r} is too long: at most {format_duration(maximum)}", field=field
+        )
     return seconds
 
 
@@ -158,13 +210,42 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def parse_date(text: str, what: str = "date") -> date:
+def parse_interval(text: str) -> int:
+    """An account's sync interval: at least a minute, at most a day."""
+    seconds = parse_duration(text, field="interval")
+    return check_interval(seconds)
+
+
+def check_interval(seconds: int) -> int:
+    if seconds < MIN_INTERVAL_SECONDS:
+        raise InvalidValue(
+            f"interval {format_duration(seconds)} is too short: at least 1m", field="interval"
+        )
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise InvalidValue(
+            f"interval {format_duration(seconds)} is too long: at most 1 day (1d)",
+            field="interval",
+        )
+    return seconds
+
+
+def parse_date(text: str, what: str = "date", *, field: str | None = None) -> date:
+    """``YYYY-MM-DD``; a well-formed date that does not exist says so."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text or "")
+    if not match:
+        raise InvalidValue(f"invalid {what} {text!r}: use YYYY-MM-DD", field=field)
+    year, month, day = (int(part) for part in match.groups())
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
+        return date(year, month, day)
     except ValueError:
-        raise ValueError(f"invalid {what} {text!r}: use YYYY-MM-DD") from None
+        if not 1 <= month <= 12:
+            why = f"there is no month {month}"
+        elif day == 0:
+            why = "days start at 1"
+        else:
+            days = calendar.monthrange(max(year, 1), month)[1]
+            why = f"{_MONTHS[month - 1]} {year} has {days} days"
+        raise InvalidValue(f"no such date: {what} {text!r} ({why})", field=field) from None
 
 
 def parse_list(text: str | None) -> tuple[str, ...]:
@@ -173,22 +254,32 @@ def parse_list(text: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
 
 
+def check_account_name(name: str, *, field: str = "name") -> str:
+    if not ACCOUNT_NAME_RE.match(name or ""):
+        raise InvalidValue(f"invalid account name {name!r}: use {ACCOUNT_NAME_RULE}", field=field)
+    return name
+
+
 def check_billomat_id(value: str) -> str:
     if not BILLOMAT_ID_RE.match(value or ""):
-        raise ValueError(
+        raise InvalidValue(
             f"invalid Billomat ID {value!r}: use the part before .billomat.net "
-            "(lower-case letters, digits and hyphens, e.g. acme)"
+            "(lower-case letters, digits and hyphens, e.g. acme)",
+            field="billomat_id",
         )
     return value
 
 
-def check_document_types(values: Iterable[str]) -> tuple[str, ...]:
+def check_document_types(
+    values: Iterable[str], *, field: str = "document_types"
+) -> tuple[str, ...]:
     result = []
     for value in values:
         upper = value.upper()
         if upper not in GMI_DOCUMENT_TYPES:
-            raise ValueError(
-                f"unknown GMI document type {value!r}: choose from {', '.join(GMI_DOCUMENT_TYPES)}"
+            raise InvalidValue(
+                f"unknown GMI document type {value!r}: choose from {', '.join(GMI_DOCUMENT_TYPES)}",
+                field=field,
             )
         result.append(upper)
     return tuple(dict.fromkeys(result))
@@ -199,17 +290,42 @@ def check_document_kinds(values: Iterable[str]) -> tuple[str, ...]:
     for value in values:
         lower = value.lower()
         if lower not in BILLOMAT_KINDS:
-            raise ValueError(
-                f"unknown Billomat document kind {value!r}: choose from {', '.join(BILLOMAT_KINDS)}"
+            raise InvalidValue(
+                f"unknown Billomat document kind {value!r}: "
+                f"choose from {', '.join(BILLOMAT_KINDS)}",
+                field="document_kinds",
             )
         result.append(lower)
+    if not result:
+        raise InvalidValue("document kinds: name at least one kind", field="document_kinds")
     return tuple(dict.fromkeys(result))
+
+
+def check_tags(values: Iterable[str], *, field: str = "tags") -> tuple[str, ...]:
+    result = []
+    for value in values:
+        tag = value.strip()
+        if len(tag) > MAX_TAG_CHARS:
+            raise InvalidValue(
+                f"tag {tag[:20]!r}… is too long: at most {MAX_TAG_CHARS} characters", field=field
+            )
+        if tag:
+            result.append(tag)
+    return tuple(dict.fromkeys(result))
+
+
+def check_text(value: str, *, field: str, limit: int) -> str:
+    if len(value) > limit:
+        label = field.replace("_", " ")
+        raise InvalidValue(f"{label} is too long: at most {limit} characters", field=field)
+    return value
 
 
 def check_date_range(date_from: date | None, date_to: date | None) -> None:
     if date_from and date_to and date_from > date_to:
-        raise ValueError(
-            f"date range is empty: --date-from {date_from} is after --date-to {date_to}"
+        raise InvalidValue(
+            f"date range is empty: --date-from {date_from} is after --date-to {date_to}",
+            field="date_to",
         )
 
 

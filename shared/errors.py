@@ -25,15 +25,41 @@ class BelegsyncError(Exception):
 
 
 class UsageError(BelegsyncError):
-    """Bad command-line usage or bad input: exit code 2, nothing changed."""
+    """Bad command-line usage or bad input: exit code 2, nothing changed.
+
+    ``field`` names the input at fault when there is one: an account setting by the key
+    ``AccountService.describe`` uses (``name``, ``interval``, ``date_from``, ``billomat_id`` …),
+    so that a form can show the message next to that field.  The message itself still reads
+    as one complete line for the command line.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
-class NotMigratedError(BelegsyncError):
-    """The database has no (or an outdated) schema."""
+class InvalidValue(UsageError, ValueError):
+    """A value breaks an input rule.
 
-    def __init__(self, detail: str = "") -> None:
+    Also a ValueError, so that validators that speak ValueError (pydantic, argument parsers)
+    accept it as it is.
+    """
+
+
+class SetupError(UsageError):
+    """The process's own configuration is wrong: a setting, the broker's or the database's
+    credentials, a missing database or key file.  Exit code 2 with one line; retrying cannot
+    help, the operator has to change something first."""
+
+
+class NotMigratedError(SetupError):
+    """The database has no (or an outdated) schema, or does not exist: `belegsync db upgrade`."""
+
+    def __init__(self, detail: str = "", *, message: str | None = None) -> None:
         suffix = f" ({detail})" if detail else ""
-        super().__init__(f"the database is not migrated{suffix}: run `belegsync db upgrade` first")
+        super().__init__(
+            message or f"the database is not migrated{suffix}: run `belegsync db upgrade` first"
+        )
 
 
 class SecretKeyError(BelegsyncError):

@@ -161,6 +161,25 @@ def refresh_details(doc: Document, detected: Detected) -> None:
     doc.document_date = detected.document_date or doc.document_date
 
 
+def adopt(session: Session, doc: Document, target_id: str, reason: str, *, follow_up: bool) -> None:
+    """The document is already in the target as ``target_id``: record it, upload nothing.
+
+    ``follow_up``: a step after the upload is still due (archiving in GMI); the row goes back
+    to the consumers, which see the target id and do only that step.
+    """
+    doc.target_id = target_id
+    doc.attempt_started_at = None
+    doc.error_class = None
+    doc.last_error = None
+    if follow_up:
+        doc.published_at = None
+        doc.message_id = None
+        set_state(session, doc, DocState.PENDING, reason)
+    else:
+        doc.synced_at = now()
+        set_state(session, doc, DocState.SYNCED, reason)
+
+
 def requeue(session: Session, doc: Document, reason: str) -> None:
     """Mark a row for (re)publishing: the outbox publishes every pending row without a confirm."""
     doc.published_at = None

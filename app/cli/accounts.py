@@ -1,4 +1,8 @@
-"""`belegsync accounts …`: sync accounts with exactly the settings GMI's own sync offers."""
+"""`belegsync accounts …`: sync accounts with exactly the settings GMI's own sync offers.
+
+The rules on input are ``shared.domain``'s and ``AccountService``'s; this module parses options,
+asks before removing, and prints.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from app.cli.app import App
-from app.cli.output import print_json, print_record, print_table
+from app.cli.output import print_json, print_lines, print_record, print_table
+from app.cli.tables import Column, detail_lines, terminal_width
 from shared.domain import Direction, parse_date, parse_duration, parse_list
 from shared.errors import UsageError
 
@@ -32,12 +37,8 @@ def _secret(value: str | None, what: str) -> str | None:
 
 
 def _duration(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise UsageError(f"--interval: {e}") from None
+    # The range (1m to 1d) is the account service's rule, shared with the web console.
+    return None if value is None else parse_duration(value, field="interval")
 
 
 def _date(value: str | None, option: str) -> tuple[date | None, bool]:
@@ -46,10 +47,8 @@ def _date(value: str | None, option: str) -> tuple[date | None, bool]:
         return None, False
     if value.strip().lower() in {"", "none"}:
         return None, True
-    try:
-        return parse_date(value, option), False
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    field = option.removeprefix("--").replace("-", "_")
+    return parse_date(value, option, field=field), False
 
 
 def _list(value: str | None) -> tuple[str, ...] | None:
@@ -80,7 +79,7 @@ def common_options(*, adding: bool) -> Callable[[F], F]:
                 "--interval",
                 default="15m" if adding else None,
                 show_default=adding,
-                help="How often to sync: 30m, 1h, 1d (at least 1m).",
+                help="How often to sync: 30m, 1h, 1d (at least 1m, at most 1d).",
             ),
             click.option("--note", default=None, help="Free text."),
         ]
@@ -203,8 +202,7 @@ def add_export(app: App, /, name: str, **kw: Any) -> None:
     # Flags given as plain switches: absent means off.
     changes.require_approval = bool(changes.require_approval)
     changes.archive_after_transfer = bool(changes.archive_after_transfer)
-    account = app.accounts.add(Direction.EXPORT, name, changes)
-    click.echo(f"added export account {account.name!r} (every {kw['interval']})")
+    _added(app, Direction.EXPORT, name, changes, kw["interval"])
 
 
 @add.command("import")
@@ -216,8 +214,20 @@ def add_import(app: App, /, name: str, **kw: Any) -> None:
     """Add an import account: finished Billomat documents land in GMI."""
     if kw.get("billomat_id") is None:
         raise UsageError("--billomat-id is required")
-    account = app.accounts.add(Direction.IMPORT, name, _changes(kw))
-    click.echo(f"added import account {account.name!r} (every {kw['interval']})")
+    _added(app, Direction.IMPORT, name, _changes(kw), kw["interval"])
+
+
+def _added(
+    app: App, direction: Direction, name: str, changes: AccountChanges, interval: str
+) -> None:
+    account = app.accounts.add(direction, name, changes)
+    click.echo(f"added {direction.value} account {account.name!r} (every {interval})")
+    adopted = app.accounts.document_count(account.id)
+    if adopted:
+        click.echo(
+            f"{adopted} document(s) already in the target are known from a removed account "
+            "with the same GMI and Billomat accounts: they are not uploaded again"
+        )
 
 
 @accounts.command("list")
@@ -229,19 +239,28 @@ def list_accounts(app: App, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    print_table(
-        rows,
-        [
-            ("name", "name"),
-            ("direction", "direction"),
-            ("enabled", "enabled"),
-            ("billomat_id", "Billomat ID"),
-            ("interval", "interval"),
-            ("attention", "attention"),
-            ("note", "note"),
-        ],
-        title="sync accounts",
-    )
+    from app.cli.overview import NO_ACCOUNTS
+
+    for row in rows:
+        row["state"] = "attention" if row["attention"] else "active" if row["enabled"] else "paused"
+    width = terminal_width()
+    print_table(rows, ACCOUNT_COLUMNS, title="sync accounts", empty=NO_ACCOUNTS, width=width)
+    details = []
+    for row in rows:
+        if row["attention"]:
+            details += detail_lines(f"! {row['name']}", row["attention"], width, indent=4)
+    if details:
+        print_lines(["", *details])
+
+
+ACCOUNT_COLUMNS = (
+    Column("name", "name", flex=True, min_width=16),
+    Column("direction", "dir"),
+    Column("state", "state"),
+    Column("billomat_id", "billomat", keep=2, flex=True, min_width=8),
+    Column("interval", "every", keep=1),
+    Column("note", "note", keep=3, flex=True, min_width=10),
+)
 
 
 @accounts.command("show")
@@ -250,6 +269,7 @@ def list_accounts(app: App, as_json: bool) -> None:
 @pass_app
 def show(app: App, name: str, as_json: bool) -> None:
     """Show one account's settings (API keys masked to their last 4 characters)."""
+    app.accounts.check_secret_key()
     with app.migrated_db().session() as session:
         account = app.accounts.get(session, name)
         view = app.accounts.describe(account, with_keys=True)
@@ -298,20 +318,45 @@ def resume(app: App, name: str) -> None:
     click.echo(f"resumed account {name!r}")
 
 
+@accounts.command("recheck")
+@click.argument("names", nargs=-1)
+@pass_app
+def recheck(app: App, names: tuple[str, ...]) -> None:
+    """Let the next poll of export accounts (all, or NAMES) look in the Billomat inbox again.
+
+    Run it after restoring the database from a backup: what landed after the backup is found
+    there and not uploaded again.  Import accounts need nothing (GMI refuses identical content).
+    """
+    chosen = app.accounts.recheck(names)
+    if not chosen:
+        click.echo("no export accounts to recheck")
+        return
+    click.echo(f"the next poll looks in the Billomat inbox first: {', '.join(chosen)}")
+
+
 @accounts.command("remove")
 @click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
-def remove(app: App, name: str) -> None:
-    """Remove an account together with its ledger and poll state."""
-    from sqlalchemy import func, select
+def remove(app: App, name: str, yes: bool) -> None:
+    """Remove an account: it is no longer polled or shown; its ledger is kept.
 
-    from shared.db import Document
-
-    db = app.migrated_db()
-    with db.session() as session:
-        account = app.accounts.get(session, name)
-        count = session.scalar(
-            select(func.count()).select_from(Document).where(Document.account_id == account.id)
+    Adding the same account again (same direction, GMI API key and Billomat ID) adopts what
+    already landed instead of uploading it a second time.
+    """
+    summary = app.accounts.removal_summary(name)
+    total = sum(summary.values())
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.items()))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"`accounts remove {name}` asks first: add --yes to remove it")
+        click.echo(
+            f"Account {name!r} has {total} ledger row(s){f' ({counts})' if counts else ''}. "
+            "Removing it stops its polls and hides it; the ledger is kept, so adding the same "
+            "account again uploads nothing twice."
         )
-    app.accounts.remove(name)
-    click.echo(f"removed account {name!r} and {count} ledger rows")
+        if not click.confirm(f"Remove {name!r}?", default=False):
+            click.echo("nothing removed")
+            return
+    kept = app.accounts.remove(name)
+    click.echo(f"removed account {name!r}; its {kept} ledger row(s) are kept")

@@ -9,22 +9,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from app.cli.output import info
-from shared.errors import UsageError
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
-
     from shared.accounts import AccountService
     from shared.crypto import SecretBox
     from shared.db import Database
     from shared.settings import Settings
-
-
-def settings_problem(e: ValidationError) -> str:
-    """A settings error as one line naming the variable."""
-    first = e.errors()[0]
-    field = "BELEGSYNC_" + str(first["loc"][0]).upper() if first.get("loc") else "settings"
-    return f"{field}: {first['msg']}"
 
 
 class App:
@@ -35,16 +25,12 @@ class App:
 
     @cached_property
     def settings(self) -> Settings:
+        """Every BELEGSYNC_* variable checked; a wrong one is a SetupError (exit 2, one line)."""
         if self._settings is not None:
             return self._settings
-        from pydantic import ValidationError
-
         from shared.settings import Settings
 
-        try:
-            return Settings()
-        except ValidationError as e:
-            raise UsageError(settings_problem(e)) from None
+        return Settings()
 
     @cached_property
     def db(self) -> Database:
@@ -58,9 +44,12 @@ class App:
 
     @cached_property
     def secret_box(self) -> SecretBox:
+        """The key; a missing key file is created only while no account holds API keys."""
         from shared.crypto import load_secret_box
 
-        return load_secret_box(self.settings, notice=info)
+        return load_secret_box(
+            self.settings, may_create=lambda: not self.accounts.has_accounts(), notice=info
+        )
 
     @cached_property
     def accounts(self) -> AccountService:

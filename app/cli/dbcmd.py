@@ -20,12 +20,18 @@ def db_group() -> None:
 @pass_app
 def upgrade(app: App, revision: str) -> None:
     """Apply the migrations up to REVISION (default: the newest)."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from shared import migrations
+    from shared.db import DatabaseError, connect_error
 
     try:
         migrations.upgrade(app.settings.database_url, revision)
+    except OperationalError as e:
+        problem = connect_error(e)
+        if not isinstance(problem, DatabaseError):
+            raise problem from e  # a refused login: configuration, exit 2
+        raise BelegsyncError(f"migration failed: {str(getattr(e, 'orig', e)).strip()}") from e
     except SQLAlchemyError as e:
         raise BelegsyncError(f"migration failed: {str(getattr(e, 'orig', e)).strip()}") from e
     click.echo(

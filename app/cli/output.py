@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from app.cli.tables import Column, render, terminal_width
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -15,9 +17,7 @@ if TYPE_CHECKING:
 def _console() -> Console:
     from rich.console import Console
 
-    # On a terminal rich fits the table to it; into a pipe or file it would assume 80
-    # columns and fold wide tables, so give it room instead.
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    return Console(soft_wrap=False, width=terminal_width())
 
 
 def _plain(value: Any) -> Any:
@@ -45,26 +45,36 @@ def cell(value: Any) -> str:
 
 
 def print_table(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, title: str = ""
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[tuple[str, str] | Column],
+    *,
+    title: str = "",
+    empty: str = "",
+    width: int | None = None,
 ) -> None:
-    """``columns`` are (key, header) pairs.  Cells are plain text, never rich markup: they may
-    hold anything a server or a parked message said, e.g. ``[/]``."""
-    from rich.table import Table
-    from rich.text import Text
+    """A table fitted to the terminal (see ``app.cli.tables``); ``empty`` when there are no rows.
 
-    console = _console()
+    ``columns`` are ``Column``s or (key, header) pairs (always shown).
+    """
+    width = width or terminal_width()
     if not rows:
-        console.print(Text(f"no {title}" if title else "nothing to show"))
+        sys.stdout.write((empty or f"no {title or 'rows'}") + "\n")
         return
-    table = Table(title=Text(title) if title else None, title_justify="left")
-    for _, header in columns:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(cell(row.get(key))) for key, _ in columns))
-    console.print(table)
+    specs = [c if isinstance(c, Column) else Column(c[0], c[1]) for c in columns]
+    lines = render(rows, specs, width=width, format_cell=cell)
+    if title:
+        lines.insert(0, title)
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def print_lines(lines: Sequence[str]) -> None:
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
 
 
 def print_record(record: Mapping[str, Any]) -> None:
+    """Values are plain text, never rich markup: they may hold anything a server or a parked
+    message said, e.g. ``[/]``."""
     from rich.table import Table
     from rich.text import Text
 

@@ -1,13 +1,96 @@
-"""`belegsync status` and `belegsync documents`: the sync overview and the per-document ledger."""
+"""`belegsync status` and `belegsync documents`: the sync overview and the per-document ledger.
+
+Both fit an 80-column terminal (fewer columns, short headers); wider terminals show more.  Why an
+account needs attention goes on a line of its own below the table, never into a cell.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
 from app.cli.app import App
-from app.cli.output import print_json, print_record, print_table
+from app.cli.output import print_json, print_lines, print_record, print_table
+from app.cli.tables import Column, detail_lines, terminal_width
 
 pass_app = click.make_pass_decorator(App)
+
+NO_ACCOUNTS = (
+    "no sync accounts yet: add one with `belegsync accounts add export NAME …` or "
+    "`belegsync accounts add import NAME …` (see --help)"
+)
+
+STATUS_COLUMNS = (
+    Column("account", "account", flex=True, min_width=16),
+    Column("direction", "dir"),
+    Column("state", "state"),
+    Column("last_poll", "last poll", keep=2),
+    Column("next_poll", "next poll", keep=6),
+    Column("synced", "synced", right=True),
+    Column("pending", "pending", right=True),
+    Column("waiting", "waiting", keep=5, right=True),
+    Column("retrying", "retrying", keep=4, right=True),
+    Column("parked", "parked", right=True),
+    Column("skipped", "skipped", keep=7, right=True),
+    Column("found", "found", keep=8, right=True),
+)
+
+
+def short_time(iso: str | None, now: datetime | None = None) -> str | None:
+    """``14:05`` today, ``12-01 14:05`` another day (local time)."""
+    if not iso:
+        return None
+    moment = datetime.fromisoformat(iso).astimezone()
+    today = (now or datetime.now(UTC)).astimezone().date()
+    return moment.strftime("%H:%M" if moment.date() == today else "%m-%d %H:%M")
+
+
+def account_state(row: dict[str, Any]) -> str:
+    if row.get("attention"):
+        return "attention"
+    if not row["enabled"]:
+        return "paused"
+    if row.get("last_poll_result") == "error":
+        return "failing"
+    return "active"
+
+
+def problem(row: dict[str, Any]) -> str | None:
+    """Why an account needs someone to look at it, in full."""
+    if row.get("attention"):
+        return str(row["attention"])
+    if row.get("last_poll_result") == "error" and row.get("last_poll_error"):
+        return f"last poll failed: {row['last_poll_error']}"
+    return None
+
+
+def status_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    table = []
+    for row in rows:
+        counts = row["counts"]
+        last = short_time(row["last_poll_at"])
+        scan = row.get("target_scan") or {}
+        table.append(
+            {
+                "account": row["account"],
+                "direction": row["direction"],
+                "state": account_state(row),
+                "last_poll": f"{last} {row['last_poll_result']}" if last else "never",
+                "next_poll": short_time(row["next_poll_at"]),
+                "synced": counts.get("synced", 0),
+                "pending": sum(
+                    counts.get(s, 0) for s in ("pending", "uploading", "uploaded", "held")
+                ),
+                "waiting": counts.get("waiting_approval", 0) + counts.get("draft", 0),
+                "retrying": counts.get("retrying", 0),
+                "parked": counts.get("parked", 0),
+                "skipped": counts.get("skipped", 0),
+                "found": scan.get("found"),
+            }
+        )
+    return table
 
 
 @click.command("status")
@@ -21,7 +104,10 @@ pass_app = click.make_pass_decorator(App)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app
 def status(app: App, /, parked: bool, as_json: bool) -> None:
-    """The sync overview: per account, the last and next poll and documents by state."""
+    """The sync overview: per account, the last and next poll and documents by state.
+
+    `found`: documents the first poll found already in the target (not uploaded again).
+    """
     if parked:
         show_unaccounted(app, as_json)
         return
@@ -31,40 +117,30 @@ def status(app: App, /, parked: bool, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        counts = row["counts"]
-        row["synced"] = counts.get("synced", 0)
-        row["pending"] = sum(counts.get(s, 0) for s in ("pending", "uploading", "uploaded", "held"))
-        row["waiting"] = counts.get("waiting_approval", 0) + counts.get("draft", 0)
-        row["retrying"] = counts.get("retrying", 0)
-        row["parked"] = counts.get("parked", 0)
-        row["skipped"] = counts.get("skipped", 0)
-        row["last_poll"] = (
-            f"{row['last_poll_at'][:19].replace('T', ' ')} {row['last_poll_result']}"
-            if row["last_poll_at"]
-            else None
-        )
-        row["next_poll"] = (
-            row["next_poll_at"][:19].replace("T", " ") if row["next_poll_at"] else None
-        )
+    width = terminal_width()
     print_table(
-        rows,
-        [
-            ("account", "account"),
-            ("direction", "direction"),
-            ("enabled", "enabled"),
-            ("last_poll", "last poll (UTC)"),
-            ("next_poll", "next poll (UTC)"),
-            ("synced", "synced"),
-            ("pending", "pending"),
-            ("waiting", "waiting"),
-            ("retrying", "retrying"),
-            ("parked", "parked"),
-            ("skipped", "skipped"),
-            ("attention", "attention"),
-        ],
-        title="sync overview",
+        status_rows(rows), STATUS_COLUMNS, title="sync overview", empty=NO_ACCOUNTS, width=width
     )
+    details = []
+    for row in rows:
+        reason = problem(row)
+        if reason is not None:
+            details += detail_lines(f"! {row['account']}", reason, width, indent=4)
+    if details:
+        print_lines(["", *details])
+
+
+DOCUMENT_COLUMNS = (
+    Column("account", "account", flex=True, min_width=16),
+    Column("direction", "dir", keep=6),
+    Column("source_kind", "kind", keep=5),
+    Column("source_id", "source"),
+    Column("document_number", "number", keep=3, flex=True, min_width=8),
+    Column("state", "state"),
+    Column("target_id", "target", keep=2),
+    Column("attempts", "tries", keep=4, right=True),
+    Column("last_error", "last error", keep=1, flex=True, min_width=16),
+)
 
 
 def show_unaccounted(app: App, as_json: bool) -> None:
@@ -84,13 +160,13 @@ def show_unaccounted(app: App, as_json: bool) -> None:
     print_table(
         rows,
         [
-            ("parked_at", "parked at (UTC)"),
-            ("direction", "dir"),
-            ("account", "account"),
-            ("source_id", "source"),
-            ("problem", "problem"),
-            ("reason", "parked because"),
-            ("size", "bytes"),
+            Column("parked_at", "parked at (UTC)", keep=3),
+            Column("direction", "dir", keep=2),
+            Column("account", "account", keep=4, flex=True, min_width=10),
+            Column("source_id", "source", keep=4),
+            Column("problem", "problem", flex=True, min_width=16),
+            Column("reason", "parked because", keep=1, flex=True, min_width=16),
+            Column("size", "bytes", right=True),
         ],
         title="parked messages without a document",
     )
@@ -126,14 +202,14 @@ def documents(
     from app.status import document_page
     from app.status import documents as list_documents
 
+    db = app.migrated_db()
     if search is not None or after is not None:
         rows = document_page(
-            app.migrated_db(), account=account, state=state, text=search, after=after,
-            limit=limit or 50,
-        ).rows  # fmt: skip
+            db, account=account, state=state, text=search, after=after, limit=limit or 50
+        ).rows
     else:
         rows = list_documents(
-            app.migrated_db(),
+            db,
             account=account,
             state=state,
             source_id=source_id,
@@ -149,24 +225,23 @@ def documents(
             print_record(row)
             print_table(
                 [{**e, "at": e["at"][:19].replace("T", " ")} for e in history],
-                [("at", "at (UTC)"), ("from", "from"), ("to", "to"), ("reason", "reason")],
+                [
+                    Column("at", "at (UTC)"),
+                    Column("from", "from", keep=1),
+                    Column("to", "to"),
+                    Column("reason", "reason", flex=True, min_width=20),
+                ],
                 title="history",
             )
         if not rows:
-            click.echo("no such document")
+            click.echo(f"no document with source id {source_id!r} in the ledger")
         return
-    print_table(
-        rows,
-        [
-            ("account", "account"),
-            ("direction", "dir"),
-            ("source_kind", "kind"),
-            ("source_id", "source"),
-            ("document_number", "number"),
-            ("state", "state"),
-            ("target_id", "target"),
-            ("attempts", "attempts"),
-            ("last_error", "last error"),
-        ],
-        title="documents",
-    )
+    print_table(rows, DOCUMENT_COLUMNS, title="documents", empty=_no_documents(app, account, state))
+
+
+def _no_documents(app: App, account: str | None, state: str | None) -> str:
+    if account is None and state is None and not app.accounts.has_accounts():
+        return NO_ACCOUNTS
+    if state is not None:
+        return f"no documents in state {state}" + (f" for {account}" if account else "")
+    return "no documents yet: `belegsync produce --once` polls now"

@@ -9,6 +9,7 @@ import click
 
 from app.cli.app import App
 from app.cli.output import print_json, print_table
+from app.cli.tables import Column
 from shared.domain import parse_duration
 from shared.errors import UsageError
 
@@ -81,14 +82,15 @@ def replay(
     print_table(
         rows,
         [
-            ("account", "account"),
-            ("direction", "dir"),
-            ("source_id", "source"),
-            ("action", "action"),
-            ("reason", "parked because"),
-            ("size", "bytes"),
+            Column("account", "account", flex=True, min_width=10),
+            Column("direction", "dir", keep=2),
+            Column("source_id", "source"),
+            Column("action", "action"),
+            Column("reason", "parked because", keep=1, flex=True, min_width=16),
+            Column("size", "bytes", keep=3, right=True),
         ],
         title="replay (dry run)" if dry_run else "replay",
+        empty="nothing parked to replay",
     )
     moved = report.count("moved") + report.count("rebuilt")
     summary = (

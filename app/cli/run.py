@@ -22,6 +22,7 @@ from shared.domain import Direction
 from shared.errors import UsageError
 
 if TYPE_CHECKING:
+    from producers.scheduler import Producer
     from shared.metrics import Metrics
 
 log = logging.getLogger("belegsync")
@@ -89,7 +90,8 @@ def produce(
     from app.bootstrap import build_producer
 
     db = app.migrated_db()
-    box = app.secret_box
+    # A key that opens no account at all is the process's fault: say so now, once.
+    app.accounts.check_secret_key()
     if account_names:
         known = {a.name: a for a in app.accounts.list()}
         for name in account_names:
@@ -100,36 +102,50 @@ def produce(
     holder: dict[str, Any] = {}
     checks = {"database": db.ping, "broker": lambda: holder["producer"].broker.ping()}
     with observed(app, "producer", 0 if once else metrics_port, checks) as metrics:
-        producer = build_producer(app.settings, db, box, metrics)
+        # The key is read when the first account needs it (never created here).
+        producer = build_producer(app.settings, db, lambda: app.secret_box, metrics)
+        producer.log_polls = not once
         holder["producer"] = producer
         stop = threading.Event()
         stop_on_signals(stop)
-        producer.broker.connect(
-            retries=None if not once else 2, on_retry=lambda m: log.warning("%s", m), stop=stop
-        )
         try:
             if once:
-                failed = 0
-                for account_id in producer.accounts_to_poll(account_names):
-                    if not producer.claim(account_id, datetime.now(UTC)):
-                        click.echo(f"account {account_id}: being polled by another producer")
-                        continue
-                    report = producer.poll_account(account_id)
-                    click.echo(
-                        f"{report.account}: {report.result}, {report.listed} listed, "
-                        f"{report.new} new, {report.requeued} requeued, {report.published} "
-                        f"published, {report.calls} API call(s)"
-                        + (f" — {report.error}" if report.error else "")
-                    )
-                    failed += report.result not in ("ok", "skipped_quota", "rate_limited")
-                if failed:
-                    raise click.exceptions.Exit(1)
+                _produce_once(producer, account_names, stop)
                 return
+            producer.broker.connect(
+                retries=None, on_retry=lambda m: log.warning("%s", m), stop=stop
+            )
             log.info("producer running; Ctrl-C stops it")
             producer.run(stop)
         finally:
             producer.broker.close()
             producer.clients.close()
+
+
+def _produce_once(
+    producer: Producer, account_names: tuple[str, ...], stop: threading.Event
+) -> None:
+    """Poll every enabled account (or the named ones) once; exit 1 when a poll failed."""
+    from producers.scheduler import describe_report
+
+    ids = producer.accounts_to_poll(account_names)
+    if not ids:
+        click.echo(
+            "no enabled sync accounts to poll: add one with `belegsync accounts add export|import "
+            "NAME …`, or resume a paused one (`belegsync accounts list`)"
+        )
+        return
+    producer.broker.connect(retries=2, on_retry=lambda m: log.warning("%s", m), stop=stop)
+    failed = 0
+    for account_id in ids:
+        if not producer.claim(account_id, datetime.now(UTC)):
+            click.echo(f"{producer.account_name(account_id)}: being polled by another producer")
+            continue
+        report = producer.poll_account(account_id)
+        click.echo(f"{report.account}: {describe_report(report)}")
+        failed += report.result not in ("ok", "skipped_quota", "rate_limited")
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 @click.command("consume")
@@ -153,12 +169,12 @@ def consume(app: App, /, direction: str, idle_exit: float | None, metrics_port: 
     from app.bootstrap import build_consumer
 
     db = app.migrated_db()
-    box = app.secret_box
+    app.accounts.check_secret_key()
     directions = list(Direction) if direction == "all" else [Direction(direction)]
     holder: dict[str, Any] = {}
     checks = {"database": db.ping, "broker": lambda: holder["consumer"].broker.ping()}
     with observed(app, "consumer", metrics_port, checks) as metrics:
-        consumer = build_consumer(app.settings, db, box, metrics)
+        consumer = build_consumer(app.settings, db, lambda: app.secret_box, metrics)
         holder["consumer"] = consumer
         consumer.install_signal_handlers()
         try:

@@ -129,7 +129,7 @@ def find_problems(
 ) -> list[str]:
     """Every landed document exactly once with its own bytes, and as many as expected."""
     problems: list[str] = []
-    export_id = sandbox.accounts[Direction.EXPORT].id
+    export_ref = sandbox.accounts[Direction.EXPORT].ref
     inbox = sandbox.sims.billomat.inbox(BILLOMAT_ID)
     markers = Counter(i["metadata"].get("BELEGSYNC_REF") for i in inbox)
     gmi_now = {d["uid"]: d for d in sandbox.sims.gmi.documents(GMI_API_KEY)}
@@ -140,7 +140,7 @@ def find_problems(
             problems.append(f"GMI {row['gmi_uid']} is {row['state']}: {row['reason']}")
         if row["state"] not in LANDED:
             continue
-        marker = export_marker(export_id, row["gmi_uid"])
+        marker = export_marker(export_ref, row["gmi_uid"])
         ours.add(marker)
         if markers[marker] != 1:
             problems.append(f"GMI {row['gmi_uid']} is in the inbox {markers[marker]} times")

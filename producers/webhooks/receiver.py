@@ -173,7 +173,9 @@ class WebhookReceiver:
 
     def _find(self, name: str) -> _Account | None:
         with self._db.session() as session:
-            row = session.scalar(select(SyncAccount).where(SyncAccount.name == name))
+            row = session.scalar(
+                select(SyncAccount).where(SyncAccount.name == name, SyncAccount.live())
+            )
             if row is None:
                 return None
             return _Account(

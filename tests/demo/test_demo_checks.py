@@ -36,12 +36,12 @@ def upload(sandbox: Sandbox, uid: int, marker: str | None = None) -> int:
     client = BillomatClient(
         BILLOMAT_ID, BILLOMAT_API_KEY, url_template=sandbox.settings.billomat_base_url
     )
-    account_id = sandbox.accounts[Direction.EXPORT].id
+    account_ref = sandbox.accounts[Direction.EXPORT].ref
     try:
         created = client.create_inbox_document(
             content=sandbox.sims.gmi.document_content(GMI_API_KEY, uid),
             document_type="INVOICE",
-            metadata={"BELEGSYNC_REF": marker or export_marker(account_id, uid)},
+            metadata={"BELEGSYNC_REF": marker or export_marker(account_ref, uid)},
         )
     finally:
         client.close()

@@ -20,8 +20,8 @@ from consumers.worker import Consumer
 from producers.pollers import PollReport
 from shared.accounts import AccountChanges, AccountService
 from shared.crypto import SecretBox
-from shared.db import Database
-from shared.domain import Direction
+from shared.db import Database, SyncAccount
+from shared.domain import Direction, export_marker
 from shared.settings import Settings
 from simulators import Simulators
 from tests.conftest import PostgresDatabases, make_database_url, make_settings
@@ -72,20 +72,34 @@ class Pipeline:
     # -- accounts ------------------------------------------------------------------------------
 
     def add_export(self, name: str = "acme-export", **settings: Any) -> int:
-        changes = AccountChanges(
-            gmi_api_key=GMI_KEY, billomat_id=BILLOMAT_ID, billomat_api_key=BILLOMAT_KEY,
-            **settings,
-        )  # fmt: skip
+        keys = {
+            "gmi_api_key": GMI_KEY,
+            "billomat_id": BILLOMAT_ID,
+            "billomat_api_key": BILLOMAT_KEY,
+        }
+        changes = AccountChanges(**(keys | settings))
         changes.require_approval = bool(changes.require_approval)
         changes.archive_after_transfer = bool(changes.archive_after_transfer)
         return self.accounts.add(Direction.EXPORT, name, changes).id
 
     def add_import(self, name: str = "acme-import", **settings: Any) -> int:
-        changes = AccountChanges(
-            gmi_api_key=GMI_KEY, billomat_id=BILLOMAT_ID, billomat_api_key=BILLOMAT_KEY,
-            **settings,
-        )  # fmt: skip
+        keys = {
+            "gmi_api_key": GMI_KEY,
+            "billomat_id": BILLOMAT_ID,
+            "billomat_api_key": BILLOMAT_KEY,
+        }
+        changes = AccountChanges(**(keys | settings))
         return self.accounts.add(Direction.IMPORT, name, changes).id
+
+    def ref(self, account_id: int) -> str:
+        """The account's never-reused identity, which its inbox markers carry."""
+        with self.db.session() as session:
+            account = session.get(SyncAccount, account_id)
+            assert account is not None
+            return account.ref
+
+    def marker(self, account_id: int, gmi_uid: int) -> str:
+        return export_marker(self.ref(account_id), gmi_uid)
 
     # -- running -------------------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ def test_documents_state_parked_lists_why_and_replay_moves_them_back(
     [
         (("replay",), "choose what to replay: --all, --account NAME or --document SOURCE_ID"),
         (("replay", "--account", "ghost"), "unknown sync account 'ghost'"),
+        (("replay", "--document", "999999"), "no document with source id '999999' in the ledger"),
         (("documents", "--state", "lost"), "unknown state 'lost'"),
         (("documents", "--account", "ghost"), "unknown sync account 'ghost'"),
         (("produce", "--once", "--account", "ghost"), "unknown sync account 'ghost'"),

@@ -26,7 +26,7 @@ def test_upload_that_landed_but_lost_its_answer_is_not_uploaded_again(
     pipeline.produce_once()
     pipeline.consume(idle_exit=4.0)  # the retry tier brings the message back after 1 s
 
-    assert markers(sims) == {f"belegsync:a{account_id}:gmi:{uid}": 1}
+    assert markers(sims) == {pipeline.marker(account_id, uid): 1}
     [row] = pipeline.ledger()
     assert row["state"] == "synced"
     assert row["target_id"] == str(sims.billomat.inbox(BILLOMAT_ID)[0]["id"])
@@ -52,7 +52,7 @@ def test_two_consumer_processes_on_one_queue_sync_200_documents_exactly_once(
         assert process.wait(timeout=180) == 0
 
     counts = markers(sims)
-    assert counts == {f"belegsync:a{account_id}:gmi:{uid}": 1 for uid in uids}
+    assert counts == {pipeline.marker(account_id, uid): 1 for uid in uids}
     assert set(pipeline.states().values()) == {"synced"}
     # both consumers really took part
     logs = [(tmp_path / f"c{n}.log").read_text() for n in range(2)]
@@ -80,7 +80,7 @@ def test_consumer_killed_after_the_upload_and_before_the_commit_causes_no_duplic
     survivor = pipeline.spawn("consume", "--direction", "export", "--idle-exit", "3")
     assert survivor.wait(60) == 0
 
-    assert markers(sims) == {f"belegsync:a{account_id}:gmi:{uid}": 1}
+    assert markers(sims) == {pipeline.marker(account_id, uid): 1}
     [row] = pipeline.ledger()
     assert row["state"] == "synced"
     assert row["target_id"] == str(sims.billomat.inbox(BILLOMAT_ID)[0]["id"])

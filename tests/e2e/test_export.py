@@ -38,7 +38,8 @@ def test_every_matching_document_lands_once_with_its_bytes_and_type(
     account_id = pipeline.add_export()
 
     [report] = pipeline.produce_once()
-    assert (report.result, report.new, report.calls) == ("ok", 3, 1)
+    # one GMI list call, and (first poll) one Billomat inbox page looked for earlier uploads
+    assert (report.result, report.new, report.calls, report.scan_calls) == ("ok", 3, 2, 1)
     assert pipeline.consume() == 3
 
     inbox = sims.billomat.inbox(BILLOMAT_ID)
@@ -46,10 +47,10 @@ def test_every_matching_document_lands_once_with_its_bytes_and_type(
     by_ref = inbox_by_marker(sims)
     expected = {invoice: "INVOICE", receipt: "RECEIPT", statement: "BANK_STATEMENT"}
     for uid, inbox_type in expected.items():
-        [item] = by_ref[f"belegsync:a{account_id}:gmi:{uid}"]
+        [item] = by_ref[pipeline.marker(account_id, uid)]
         assert item["document_type"] == inbox_type
         assert item["sha256"] == sha(gmi.document_content(GMI_KEY, uid))
-    [first] = by_ref[f"belegsync:a{account_id}:gmi:{invoice}"]
+    [first] = by_ref[pipeline.marker(account_id, invoice)]
     metadata = first["metadata"]
     assert isinstance(metadata, dict)
     assert metadata["INVOICE_NUMBER"] == "RE-1"
@@ -98,7 +99,7 @@ def test_filters_types_tags_and_date_range_decide_what_is_exported(
     pipeline.consume()
 
     refs = set(inbox_by_marker(sims))
-    assert refs == {f"belegsync:a{account_id}:gmi:{uid}" for uid in (wanted, also_wanted)}
+    assert refs == {pipeline.marker(account_id, uid) for uid in (wanted, also_wanted)}
     assert set(pipeline.states()) == {str(wanted), str(also_wanted)}
     for uid in (wrong_type, wrong_tag, too_early, archived):
         assert str(uid) not in pipeline.states()

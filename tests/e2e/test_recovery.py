@@ -247,8 +247,9 @@ def test_a_wrong_api_key_pauses_the_account_and_its_documents_wait(
 ) -> None:
     uid = sims.gmi.seed_document(GMI_KEY, document_number="K-1")
     pipeline.add_export()
-    pipeline.accounts.update("acme-export", AccountChanges(billomat_api_key="wrong-key-123"))
+    # (a first poll with the wrong key would be refused already by its look into the inbox)
     pipeline.produce_once()
+    pipeline.accounts.update("acme-export", AccountChanges(billomat_api_key="wrong-key-123"))
     pipeline.consume(idle_exit=2.0)
 
     [status] = pipeline.overview()

@@ -272,8 +272,8 @@ def test_export_account_and_account_without_credentials_get_403_unknown_gets_404
     pipeline: Pipeline, sims: Simulators, receiver: Receiver
 ) -> None:
     invoice = sims.billomat.add_document(BILLOMAT_ID, "invoices", status="OPEN")
-    pipeline.add_export("acme export")
-    pipeline.add_import("no hooks")
+    pipeline.add_export("acme-export")
+    pipeline.add_import("no-hooks")
 
     def send(account: str) -> int:
         return sims.billomat.send_webhook(
@@ -281,10 +281,10 @@ def test_export_account_and_account_without_credentials_get_403_unknown_gets_404
             kind="invoices", id=invoice, auth=(USER, PASSWORD),
         )  # fmt: skip
 
-    assert send("acme export") == 403
-    assert send("no hooks") == 403
+    assert send("acme-export") == 403
+    assert send("no-hooks") == 403
     assert send("nobody") == 404
-    reason = post(receiver.url("no hooks"), b"{}", event="invoice.create").json()["reason"]
+    reason = post(receiver.url("no-hooks"), b"{}", event="invoice.create").json()["reason"]
     assert "--webhook-password" in reason
     assert pipeline.ledger() == []
 

@@ -9,7 +9,8 @@ import pytest
 
 from shared.accounts import AccountService
 from shared.crypto import SecretBox, generate_key
-from shared.db import Database
+from shared.db import Database, sqlite_path
+from shared.errors import SetupError
 from shared.settings import Settings
 from tests.conftest import make_settings
 from tests.helpers import Cli, snapshot, table_text
@@ -95,7 +96,7 @@ def test_list_is_a_table_by_default_and_json_on_request(cli: Cli) -> None:
     assert table.code == 0
     assert "one" in table.out
     assert "two" in table.out
-    assert "direction" in table.out
+    assert "dir" in table.out.splitlines()[1]  # the header, below the title
     rows = cli("accounts", "list", "--json").json()
     assert [(r["name"], r["direction"]) for r in rows] == [("one", "export"), ("two", "import")]
 
@@ -125,7 +126,7 @@ def test_update_pause_resume_and_remove(cli: Cli) -> None:
     assert cli("accounts", "resume", "acme-2").code == 0
     assert cli("accounts", "show", "acme-2", "--json").json()["enabled"] is True
 
-    assert cli("accounts", "remove", "acme-2").code == 0
+    assert cli("accounts", "remove", "acme-2", "--yes").code == 0
     assert cli("accounts", "list", "--json").json() == []
 
 
@@ -236,7 +237,7 @@ BAD_INPUT = [
     ),
     pytest.param(
         ("add", "export", "x", *EXPORT_ARGS, "--date-to", "2026-02-30"),
-        "invalid --date-to '2026-02-30'",
+        "no such date: --date-to '2026-02-30' (February 2026 has 28 days)",
         id="date-impossible",
     ),
     pytest.param(
@@ -338,10 +339,16 @@ def test_unmigrated_database_is_named_and_nothing_is_created(
     cli = Cli(make_settings(empty_database_url, tmp_path), capsys)
     for args in (("accounts", "list"), ("accounts", "add", "export", "x", *EXPORT_ARGS)):
         result = cli(*args)
-        assert result.code == 1
-        assert "not migrated" in result.err
+        assert result.code == 2
+        # an empty PostgreSQL database is "not migrated"; a SQLite file is not there at all
+        assert "not migrated" in result.err or "no database at" in result.err
         assert "belegsync db upgrade" in result.err
-    assert "sync_accounts" not in snapshot(empty_database_url)
+    assert not (tmp_path / "belegsync.key").exists()
+    sqlite_file = sqlite_path(empty_database_url)
+    if sqlite_file is not None:
+        assert not sqlite_file.exists()  # not even an empty file
+    else:
+        assert "sync_accounts" not in snapshot(empty_database_url)
 
 
 def test_db_upgrade_command_migrates(
@@ -378,11 +385,32 @@ def test_wrong_secret_key_gives_a_clear_error(
     add_export(Cli(make_settings(database_url, tmp_path), capsys), "acme")
     other = Cli(make_settings(database_url, tmp_path, secret_key=generate_key()), capsys)
     result = other("accounts", "show", "acme")
-    assert result.code == 1
+    assert result.code == 2
     assert result.err == (
-        "belegsync: error: cannot decrypt stored API keys: wrong BELEGSYNC_SECRET_KEY?\n"
+        "belegsync: error: BELEGSYNC_SECRET_KEY cannot decrypt the API keys of any of the 1 "
+        "sync account(s): it is not the key they were stored with (or restore the key file)\n"
     )
-    malformed = Cli(make_settings(database_url, tmp_path, secret_key="not-a-key"), capsys)
-    result = malformed("accounts", "show", "acme")
-    assert result.code == 1
-    assert "BELEGSYNC_SECRET_KEY is not a valid Fernet key" in result.err
+    with pytest.raises(SetupError, match="BELEGSYNC_SECRET_KEY: not a valid Fernet key"):
+        make_settings(database_url, tmp_path, secret_key="not-a-key")
+
+
+def test_keys_are_not_stored_under_a_second_secret_key(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = Cli(make_settings(database_url, tmp_path), capsys)
+    add_export(first, "acme")
+    add_export(first, "acme-2")
+    other = Cli(make_settings(database_url, tmp_path, secret_key=generate_key()), capsys)
+    before = snapshot(database_url)
+    for args in (
+        ("accounts", "add", "export", "typo", *EXPORT_ARGS),
+        ("accounts", "update", "acme", "--gmi-api-key", "new-gmi-key-9999"),
+    ):
+        result = other(*args)
+        assert result.code == 2
+        assert result.err.startswith(
+            "belegsync: error: BELEGSYNC_SECRET_KEY cannot decrypt the API keys of any of the"
+        )
+    assert snapshot(database_url) == before
+    # with the right key both work
+    assert first("accounts", "update", "acme", "--gmi-api-key", "new-gmi-key-9999").code == 0

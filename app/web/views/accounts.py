@@ -20,7 +20,7 @@ from app.web.forms import CHOICES, AccountForm
 from shared.crypto import mask
 from shared.db import Document, SyncAccount
 from shared.domain import DEFAULT_IMPORT_KINDS, Direction, DocState, format_duration
-from shared.errors import UsageError
+from shared.errors import SecretKeyError, UsageError
 
 
 def _direction(raw: object) -> Direction | None:
@@ -93,7 +93,14 @@ def _load(console: Console, account_id: int) -> SyncAccount | None:
 
 
 def _account_view(console: Console, account: SyncAccount) -> dict[str, Any]:
-    creds = console.accounts.credentials(account)
+    try:
+        creds = console.accounts.credentials(account)
+        keys = {
+            "gmi_api_key": mask(creds.gmi_api_key),
+            "billomat_api_key": mask(creds.billomat_api_key),
+        }
+    except SecretKeyError:  # stored under another key: the page says so instead of failing
+        keys = {"gmi_api_key": "(cannot decrypt)", "billomat_api_key": "(cannot decrypt)"}
     view: dict[str, Any] = {
         "id": account.id,
         "name": account.name,
@@ -103,8 +110,7 @@ def _account_view(console: Console, account: SyncAccount) -> dict[str, Any]:
         "billomat_id": account.billomat_id,
         "interval": format_duration(account.interval_seconds),
         "note": account.note,
-        "gmi_api_key": mask(creds.gmi_api_key),
-        "billomat_api_key": mask(creds.billomat_api_key),
+        **keys,
     }
     if account.direction == Direction.EXPORT.value:
         view.update(

@@ -28,7 +28,11 @@ def _int(raw: str | None) -> int | None:
 
 def _accounts(console: Console) -> list[str]:
     with console.db.session() as session:
-        return list(session.scalars(select(SyncAccount.name).order_by(SyncAccount.name)))
+        return list(
+            session.scalars(
+                select(SyncAccount.name).where(SyncAccount.live()).order_by(SyncAccount.name)
+            )
+        )
 
 
 @page

@@ -48,7 +48,11 @@ def _grouped(counts: dict[str, int]) -> dict[str, int]:
 
 def rows(console: Console) -> list[dict[str, Any]]:
     with console.db.session() as session:
-        ids: dict[str, int] = dict(session.execute(select(SyncAccount.name, SyncAccount.id)).all())
+        ids: dict[str, int] = dict(
+            session.execute(
+                select(SyncAccount.name, SyncAccount.id).where(SyncAccount.live())
+            ).all()
+        )
         # Who paused an account, and when: the newest "paused" entry of its history.
         paused_by: dict[int | None, str] = {}
         for event in session.scalars(
