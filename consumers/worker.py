@@ -258,7 +258,6 @@ class Consumer:
                     self.broker.ack(message)
                     self._report(msg, "held", None, time.monotonic() - clock, reason)
                     return
-                    raise
                 except Exception as e:
                     refused = dberrors.classify(e)
                     if refused is not None:
