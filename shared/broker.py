@@ -4,6 +4,22 @@ The broker URL may name several nodes in kombu's failover syntax (``amqp://a//;a
 a connection that is lost or refused moves on to the next node, and every publish still waits
 for the broker's confirm, so a node that goes away loses no confirmed message.  What is
 declared (exchanges, queues, their arguments) is ``shared.topology``.
+
+Publishing and consuming share one connection, on separate channels, and deliveries are never
+handled inside the connection's event loop.  A publisher confirm is awaited by draining the
+connection (py-amqp has no other way), and draining dispatches whatever else arrives — the next
+delivery too.  If that dispatch ran the consumer's code, a second message would be handled
+inside the confirm wait of the first one's park or retry, and a failure there would leave the
+first unacknowledged, to be parked again (seen: 21 parked copies of 19 messages).  So the
+consumer channel's callback only appends a ``Delivery`` to its ``Inbox``; the consumer takes
+them one at a time, outside any wait, and outside ``lock`` so that the keepalive thread keeps
+sending heartbeats however long one message takes.  (A second connection for publishing would
+also do, at the price of a second socket, heartbeat and failover per process.)
+
+Consuming bypasses kombu's ``Message``: it would decompress a body whose sender set a
+``compression`` header (a zip bomb) and decode bodies by their ``content_encoding``.  A
+``Delivery`` carries the body exactly as the broker sent it and the headers exactly as py-amqp
+read them — any type — for ``shared.messages`` to judge.
 """
 
 from __future__ import annotations
@@ -12,6 +28,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,11 +38,11 @@ import amqp.exceptions
 import kombu.exceptions
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
-from kombu.messaging import Consumer, Producer
-from kombu.utils.url import maybe_sanitize_url
+from kombu.messaging import Producer
 
 from shared.domain import Direction
 from shared.errors import BrokerUnavailableError, SetupError
+from shared.nodes import Nodes
 from shared.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -55,6 +72,8 @@ REFUSED: tuple[type[Exception], ...] = (
 
 # What makes a process drop its connection and connect again.
 RECONNECT_ON: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, BrokerUnavailableError)
+# An ack on a channel that has gone (py-amqp sets its connection to None when it closes).
+_ACK_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, AttributeError)
 
 
 class PublishError(BrokerUnavailableError):
@@ -65,6 +84,63 @@ class PublishError(BrokerUnavailableError):
 class QueueDepth:
     messages: int
     consumers: int
+
+
+@dataclass
+class Delivery:
+    """One message as the broker handed it over: raw body, headers of any type, where from."""
+
+    body: bytes
+    headers: dict[Any, Any]
+    routing_key: str
+    queue: str
+    delivery_tag: int
+    redelivered: bool
+    channel: Any = field(repr=False, default=None)
+
+    @classmethod
+    def from_amqp(cls, message: Any, queue: str, channel: Any) -> Delivery:
+        """Never raises: whatever py-amqp made of the frames is taken as it is."""
+        info = getattr(message, "delivery_info", None) or {}
+        properties = getattr(message, "properties", None) or {}
+        headers = properties.get("application_headers")
+        body = message.body
+        if isinstance(body, str):  # only with auto_decode, which our channels turn off
+            body = body.encode("utf-8", "surrogateescape")
+        routing_key = info.get("routing_key")
+        return cls(
+            body=bytes(body or b""),
+            headers=dict(headers) if isinstance(headers, Mapping) else {},
+            routing_key=routing_key if isinstance(routing_key, str) else "",
+            queue=queue,
+            delivery_tag=int(info.get("delivery_tag") or message.delivery_tag),
+            redelivered=bool(info.get("redelivered")),
+            channel=channel,
+        )
+
+
+class Inbox:
+    """The deliveries of one consumer channel, buffered (see the module docstring)."""
+
+    def __init__(self, broker: Broker, channel: Any) -> None:
+        self._broker = broker
+        self.channel = channel
+        self._pending: deque[Delivery] = deque()
+
+    def _subscribe(self, queue: str) -> None:
+        def on_delivery(message: Any) -> None:
+            self._pending.append(Delivery.from_amqp(message, queue, self.channel))
+
+        self.channel.basic_consume(queue=queue, callback=on_delivery, no_ack=False)
+
+    def take(self, timeout: float) -> Delivery | None:
+        """The next delivery: a buffered one, or one that arrives within ``timeout``."""
+        if not self._pending:
+            self._broker.drain(timeout)
+        return self._pending.popleft() if self._pending else None
+
+    def __len__(self) -> int:
+        return len(self._pending)
 
 
 @dataclass
@@ -101,7 +177,7 @@ class Broker:
         heartbeat: int = HEARTBEAT_SECONDS,
     ) -> None:
         self.url = url
-        self.nodes = node_urls(url)
+        self._nodes = Nodes(url)
         self.topology = topology
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
@@ -113,17 +189,28 @@ class Broker:
         # Once RabbitMQ has let us in, a refused login is a node starting up, not a wrong
         # password: it is retried like an outage.
         self._ever_connected = False
-        # Where the next connect starts: after a loss, the node after the one that went away.
-        self._next_node = 0
-        self.connects = 0
-        self.node: str | None = None
 
     def __repr__(self) -> str:
         return f"Broker({self.safe_url})"
 
     @property
     def safe_url(self) -> str:
-        return ";".join(maybe_sanitize_url(node) for node in self.nodes)
+        return self._nodes.safe_url
+
+    @property
+    def nodes(self) -> list[str]:
+        """The broker URL's nodes (with their passwords: never log these)."""
+        return self._nodes.urls
+
+    @property
+    def node(self) -> str | None:
+        """The node of the current (or last) connection, without its password."""
+        return self._nodes.current
+
+    @property
+    def connects(self) -> int:
+        """Connections opened so far; more than one means the process reconnected."""
+        return self._nodes.connects
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -197,38 +284,12 @@ class Broker:
 
     def _connect_any_node(self) -> None:
         """Open a connection to the first node that takes it (caller holds ``lock``)."""
-        count = len(self.nodes)
-        order = [self.nodes[(self._next_node + i) % count] for i in range(count)]
-        connection = Connection(
-            ";".join(order),
+        self._connection = self._nodes.connect(
             heartbeat=self.heartbeat,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             transport_options={"confirm_publish": True},
         )
-        try:
-            # kombu's failover: each refused node hands over to the next alternate, without a
-            # pause in between; the last one's error is raised.
-            connection.ensure_connection(
-                max_retries=count - 1, interval_start=0, reraise_as_library_errors=False
-            )
-            self._connection = connection
-            self._publish_channel = connection.channel()
-        except BaseException:
-            self._next_node = (self._next_node + 1) % count
-            connection.release()
-            raise
-        used = _node_index(self.nodes, connection)
-        self._next_node = (used + 1) % count
-        self.connects += 1
-        self.node = maybe_sanitize_url(self.nodes[used])
-        # A reconnect is news for an operator (which node took over); the first connect is not.
-        log.log(
-            logging.INFO if self.connects > 1 else logging.DEBUG,
-            "%s to RabbitMQ at %s (connection %d)",
-            "reconnected" if self.connects > 1 else "connected",
-            self.node,
-            self.connects,
-        )
+        self._publish_channel = self._connection.channel()
 
     @property
     def connection(self) -> Connection:
@@ -364,31 +425,30 @@ class Broker:
     # -- consuming -----------------------------------------------------------------------------
 
     @contextmanager
-    def consuming(
-        self,
-        queues: Sequence[Queue],
-        on_message: Callable[[Any], None],
-        *,
-        prefetch: int,
-    ) -> Iterator[Any]:
-        """Consume ``queues`` on a channel of its own; messages go to ``on_message``."""
+    def consuming(self, queues: Sequence[Queue], *, prefetch: int) -> Iterator[Inbox]:
+        """Consume ``queues`` on a channel of its own; take the deliveries from the ``Inbox``.
+
+        Leaving the context closes the channel: every delivery not acked by then (the one in
+        hand, the buffered ones) goes back to its queue.
+        """
         with self.lock:
             channel = self.connection.channel()
+            channel.auto_decode = False  # bodies stay bytes, exactly as sent
             channel.basic_qos(prefetch_size=0, prefetch_count=prefetch, a_global=False)
-            consumer = Consumer(channel, queues=list(queues), on_message=on_message, no_ack=False)
-            consumer.consume()
+            inbox = Inbox(self, channel)
+            for queue in queues:
+                inbox._subscribe(queue.name)
         try:
-            yield channel
+            yield inbox
         finally:
             with self.lock:
                 try:
-                    consumer.cancel()
                     channel.close()
                 except Exception:
                     log.debug("closing the consumer channel failed", exc_info=True)
 
     def drain(self, timeout: float) -> bool:
-        """Deliver at most the pending frames; False when the timeout passed with nothing."""
+        """Read the frames that arrive within ``timeout``; False when nothing came."""
         with self.lock:
             conn = self.connection
             try:
@@ -396,7 +456,28 @@ class Broker:
             except TimeoutError:
                 conn.heartbeat_check()
                 return False
+            except RECONNECT_ON:
+                raise
+            except Exception as e:
+                # py-amqp failed to read a frame (a header value it cannot represent): the
+                # connection's state is unknown, so start afresh; the message comes back and
+                # the delivery limit parks it if it always does this.
+                raise BrokerUnavailableError(f"unreadable frame from RabbitMQ: {_reason(e)}") from e
         return True
+
+    def ack(self, delivery: Delivery) -> None:
+        """Acknowledge a delivery (it leaves its queue for good)."""
+        with self.lock:
+            try:
+                delivery.channel.basic_ack(delivery.delivery_tag)
+            except _ACK_ERRORS as e:
+                raise BrokerUnavailableError(f"could not acknowledge: {_reason(e)}") from e
+
+    def get(self, channel: Any, queue: str) -> Delivery | None:
+        """One message of ``queue`` by basic_get on ``channel`` (``new_channel``), not acked."""
+        with self.lock:
+            message = channel.basic_get(queue=queue, no_ack=False)
+        return None if message is None else Delivery.from_amqp(message, queue, channel)
 
     # -- inspection ----------------------------------------------------------------------------
 
@@ -441,24 +522,6 @@ class Broker:
                 except Exception:
                     channel = self.connection.channel()
             channel.close()
-
-
-def node_urls(url: str) -> list[str]:
-    """The nodes of a broker URL in kombu's failover syntax (``amqp://a//;amqp://b//``)."""
-    nodes = [part.strip() for part in url.split(";") if part.strip()]
-    if not nodes:
-        raise ValueError("the broker URL names no RabbitMQ node")
-    return nodes
-
-
-def _node_index(nodes: Sequence[str], connection: Connection) -> int:
-    """Which of ``nodes`` a connected kombu connection ended up on."""
-    where = (connection.hostname, connection.port)
-    for index, node in enumerate(nodes):
-        candidate = Connection(node)
-        if (candidate.hostname, candidate.port) == where:
-            return index
-    return 0
 
 
 def _reason(error: BaseException) -> str:

@@ -124,7 +124,7 @@ def test_a_queue_with_another_replication_size_is_taken_as_it_is(
             plain.topology.work_queue(Direction.EXPORT).queue_arguments or {}
         )
         sized = Broker(broker_url, Topology(queue_prefix, (1,), quorum_replicas=1))
-        with caplog.at_level(logging.WARNING, logger="shared.broker"):
+        with caplog.at_level(logging.WARNING, logger="shared.topology"):
             sized.connect()
         try:
             assert sized.ping()
