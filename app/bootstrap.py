@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.accounts import AccountService
-from shared.broker import Broker, Topology
+from shared.broker import Broker
 from shared.clients import ClientFactory
 from shared.crypto import SecretBox
 from shared.db import Database
@@ -20,6 +20,7 @@ from shared.locks import locks_for
 from shared.metrics import Metrics
 from shared.quota import QuotaBook
 from shared.settings import Settings
+from shared.topology import Topology
 
 if TYPE_CHECKING:
     from consumers.worker import Consumer
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def topology(settings: Settings) -> Topology:
-    return Topology(settings.queue_prefix, settings.retry_delay_seconds)
+    return Topology.from_settings(settings)
 
 
 def broker(settings: Settings) -> Broker:

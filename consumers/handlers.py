@@ -342,7 +342,9 @@ class ImportHandler:
             landed_at = self._steps.finish(doc.id, "already in GMI", message.message_id)
             return Outcome("noop", doc.target_id, landed_at=landed_at)
 
-        details = dict(doc.details or {}) | dict(message.details)
+        # The ledger's details win: they are at least as new as the message's (a poll refreshes
+        # them), and a message is only a claim by whoever published it.
+        details = dict(message.details) | dict(doc.details or {})
         if not details.get("status"):
             self._quota.reserve("billomat", clients.billomat_scope)
             fresh = clients.billomat.get_document(kind, billomat_id)

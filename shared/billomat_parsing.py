@@ -268,7 +268,8 @@ def error_detail(response: requests.Response) -> str:
     return short_text(text) or describe_body(response)
 
 
-_TRY_AGAIN_RE = re.compile(r"try again in (\d+) seconds?", re.IGNORECASE)
+# ASCII digits, few enough for a timedelta
+_TRY_AGAIN_RE = re.compile(r"try again in ([0-9]{1,9}) seconds?", re.IGNORECASE)
 
 
 def rate_limit_reset(response: requests.Response, detail: str) -> datetime | None:

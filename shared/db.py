@@ -48,6 +48,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
+from shared import dberrors
 from shared.errors import BelegsyncError, NotMigratedError, SetupError
 
 log = logging.getLogger(__name__)
@@ -365,6 +366,7 @@ class Database:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        dberrors.install(self.engine)
         if self.is_sqlite:
             _make_sqlite_transactional(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

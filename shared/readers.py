@@ -58,7 +58,7 @@ def json_body(response: requests.Response) -> Any | None:
         return None
     try:
         return json.loads(response.content)
-    except ValueError:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; nesting too deep
         return None
 
 
@@ -75,7 +75,8 @@ def epoch_to_utc(value: str | None) -> datetime | None:
 def retry_after(response: requests.Response) -> datetime | None:
     """``Retry-After`` (seconds) if a server sends it; neither API documents it."""
     value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
+    # ASCII digits only ("²".isdigit() is true), and few enough for a timedelta
+    if value.isascii() and value.isdigit() and len(value) <= 9:
         return datetime.now(UTC) + timedelta(seconds=int(value))
     return None
 
@@ -96,12 +97,18 @@ def read_str(value: object) -> str:
     return str(value).strip()
 
 
+MAX_READ_INT_DIGITS = 19  # ids and counts fit in 64 bits; more is not a number we can use
+
+
 def read_int(value: object) -> int | None:
     if is_empty(value) or isinstance(value, bool):
         return None
     try:
         number = Decimal(str(value).strip())
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):  # ValueError: an int too long to turn into text
+        return None
+    # Infinity, NaN and sNaN are Decimals too; 1E+999999 would be a million digits.
+    if not number.is_finite() or number.adjusted() >= MAX_READ_INT_DIGITS:
         return None
     return int(number) if number == number.to_integral_value() else None
 
@@ -162,7 +169,10 @@ def read_datetime(value: object) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_BERLIN)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is past the last representable moment
+        return None
 
 
 def as_list(value: object) -> list[Mapping[str, Any]]:

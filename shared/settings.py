@@ -45,6 +45,7 @@ EXPECTED: dict[str, str] = {
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "metrics_port": "a port number from 0 (off) to 65535",
     "publish_timeout": "a number of seconds above 0 and at most 3600",
+    "quorum_replicas": "a whole number of replicas per quorum queue from 1 to 99 (e.g. 3)",
     "prefetch": "a whole number from 1 to 100",
     "billomat_quota_reserve": "a whole number from 0 to 1000",
     "import_overlap_days": "a whole number of days from 0 to 3650",
@@ -172,6 +173,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///belegsync.db"
+    # One RabbitMQ node, or several in kombu's failover syntax: amqp://a//;amqp://b//
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     queue_prefix: str = "belegsync"
     secret_key: SecretStr | None = None
@@ -190,6 +192,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Seconds to wait for the broker to confirm a publish.
     publish_timeout: float = Field(default=15.0, gt=0, le=3600)
+    # Replicas of each quorum queue when it is created; unset: RabbitMQ's choice (every node
+    # of the cluster, up to its limit).  An odd number up to the node count, e.g. 3 of 5.
+    quorum_replicas: int | None = Field(default=None, ge=1, le=99)
     # Messages a consumer holds at once; small so that work spreads over consumers.
     prefetch: int = Field(default=1, ge=1, le=100)
     # Calls kept back per Billomat account so a poll never takes the last of the quota.

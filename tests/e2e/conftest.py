@@ -67,6 +67,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.max_attempts:
         env["BELEGSYNC_MAX_ATTEMPTS"] = str(settings.max_attempts)
+    if settings.quorum_replicas:
+        env["BELEGSYNC_QUORUM_REPLICAS"] = str(settings.quorum_replicas)
     return env
 
 
