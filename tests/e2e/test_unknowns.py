@@ -19,8 +19,9 @@ from tests.e2e.conftest import BILLOMAT_ID, GMI_KEY, Pipeline, PipelineFactory
 def test_a_gmi_call_limit_in_any_body_shape_is_waited_out_and_pauses_nothing(
     pipeline: Pipeline, sims: Simulators, variant: str
 ) -> None:
-    # One list call and two document reads fit into the minute; the third read is refused.
-    sims.gmi.set_limits(GMI_KEY, per_minute=3)
+    # One list call and two document reads fit into the "minute"; the third read is refused.
+    # (A window of ~12 days: a real minute could turn over in the middle of the test.)
+    sims.gmi.set_limits(GMI_KEY, per_minute=3, minute_seconds=10**6)
     uids = [sims.gmi.seed_document(GMI_KEY, document_number=f"L-{n}") for n in range(3)]
     pipeline.add_export()
     pipeline.produce_once()
