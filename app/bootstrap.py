@@ -10,15 +10,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.accounts import AccountService
-from shared.broker import Broker, Topology
+from shared.broker import Broker
 from shared.clients import ClientFactory
 from shared.crypto import SecretBox
 from shared.db import Database
 from shared.domain import Direction
+from shared.findings import Findings
 from shared.locks import locks_for
 from shared.metrics import Metrics
 from shared.quota import QuotaBook, limits_from
 from shared.settings import Settings
+from shared.topology import Topology
 
 if TYPE_CHECKING:
     from consumers.worker import Consumer
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def topology(settings: Settings) -> Topology:
-    return Topology(settings.queue_prefix, settings.retry_delay_seconds)
+    return Topology.from_settings(settings)
 
 
 def broker(settings: Settings) -> Broker:
@@ -56,10 +58,18 @@ def build_producer(
         db=db,
         broker=the_broker,
         accounts=AccountService(db, _box_factory(box)),
-        clients=ClientFactory(settings, quota, metrics),
+        clients=ClientFactory(settings, quota, metrics, Findings(db)),
         pollers={
-            Direction.EXPORT: ExportPoller(db),
-            Direction.IMPORT: ImportPoller(db, overlap_days=settings.import_overlap_days),
+            Direction.EXPORT: ExportPoller(
+                db,
+                approval_recheck=settings.approval_recheck_after,
+                approval_batch=settings.approval_recheck_batch,
+            ),
+            Direction.IMPORT: ImportPoller(
+                db,
+                overlap_days=settings.import_overlap_days,
+                deep_sweep=settings.deep_sweep,
+            ),
         },
         outbox=outbox,
         quota=quota,
@@ -89,10 +99,10 @@ def build_consumer(
         broker=broker(settings),
         accounts=AccountService(db, _box_factory(box)),
         # document work: it leaves each window's reserve to the polls
-        clients=ClientFactory(settings, quota, metrics, work=True),
+        clients=ClientFactory(settings, quota, metrics, Findings(db), work=True),
         handlers={
-            Direction.EXPORT: ExportHandler(db),
-            Direction.IMPORT: ImportHandler(db),
+            Direction.EXPORT: ExportHandler(db, quota),
+            Direction.IMPORT: ImportHandler(db, quota),
         },
         locks=locks_for(db),
         quota=quota,

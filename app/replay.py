@@ -4,32 +4,31 @@ A parked document has a message in the parking queue (with headers saying why) a
 in state ``parked``.  Replay moves matching messages back to their work queue with the attempt
 count reset; a parked row whose message is gone (expired, purged) gets a new message rebuilt
 from the ledger; a message of a document that has been synced since is dropped.
+
+Anything may be parked, so parked messages are read through ``app.parked``: one that does not
+decode, or that names a ledger row of another account, stays parked and is listed with its
+reason and size; it never changes a row.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.parked import browse, describe
+from consumers.intake import Mismatch, owns, resolve
 from producers.outbox import message_for
 from shared import ledger
-from shared.broker import Broker
+from shared.broker import Broker, Delivery
 from shared.db import Database, Document, SyncAccount
 from shared.domain import Direction, DocState
 from shared.errors import UsageError
-from shared.messages import (
-    ATTEMPT_HEADER,
-    ERROR_CLASS_HEADER,
-    ERROR_HEADER,
-    MalformedMessage,
-    SyncMessage,
-)
+from shared.messages import ATTEMPT_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +38,16 @@ class ReplayItem:
     account: str
     direction: str
     source_id: str
-    action: str  # moved | rebuilt | dropped (synced since) | would move | would rebuild
+    action: str  # moved | rebuilt | dropped (synced since) | would move | would rebuild | kept: …
     reason: str  # why it was parked
+    size: int | None = None  # bytes of the parked message (None: rebuilt from the ledger)
 
 
 @dataclass
 class ReplayReport:
     items: list[ReplayItem] = field(default_factory=list)
     malformed_kept: int = 0  # undecodable parked messages: nothing to replay them into
+    foreign_kept: int = 0  # messages naming no ledger row of theirs: nothing to replay either
     not_selected: int = 0  # parked messages outside the selection, left where they are
 
     def count(self, action: str) -> int:
@@ -151,47 +152,46 @@ class Replayer:
     ) -> set[int]:
         """Go through the parking queue once; returns the ledger rows it dealt with."""
         handled: set[int] = set()
-        queue_name = self._broker.topology.parked_queue.name
-        channel = self._broker.new_channel()
-        try:
-            while True:
-                with self._broker.lock:
-                    message = channel.basic_get(queue=queue_name, no_ack=False)
-                if message is None:
-                    break
-                # Unacked messages return to the queue when the channel closes: whatever is
-                # not acked below stays parked.
-                self._one_parked(message, channel, selection, dry_run, report, add, handled)
-        finally:
-            with self._broker.lock:
-                channel.close()
+        # Unacked messages return to the queue when browsing ends: whatever is not acked below
+        # stays parked.
+        for delivery in browse(self._broker):
+            self._one_parked(delivery, selection, dry_run, report, add, handled)
         return handled
 
     def _one_parked(
         self,
-        message: Any,
-        channel: Any,
+        delivery: Delivery,
         selection: Selection,
         dry_run: bool,
         report: ReplayReport,
         add: Callable[[ReplayItem], None],
         handled: set[int],
     ) -> None:
-        headers = dict(message.headers or {})
-        try:
-            msg = SyncMessage.from_json(message.body)
-        except MalformedMessage:
+        parked = describe(delivery)
+        size, reason, msg = parked.size, parked.reason, parked.message
+        if msg is None:
             report.malformed_kept += 1
+            if selection.everything:
+                direction = parked.routing_key or "?"
+                action = f"kept: undecodable ({parked.undecodable})"
+                add(ReplayItem("?", direction, "?", action, reason, size))
             return
         if not selection.matches(msg.account, msg.source_id):
             report.not_selected += 1
             return
-        reason = str(headers.get(ERROR_HEADER) or headers.get(ERROR_CLASS_HEADER) or "?")
+        item = ReplayItem(msg.account, msg.direction.value, msg.source_id, "", reason, size)
+        target = resolve(self._db, msg)
+        if isinstance(target, Mismatch):
+            # Nothing to replay it into (its account was removed, or it was never ours).
+            report.foreign_kept += 1
+            add(replace(item, action=f"kept: {target.reason}"))
+            return
         with self._db.session() as session:
             doc = session.get(Document, msg.document_id)
             account = session.get(SyncAccount, msg.account_id)
-            if doc is None or account is None:
-                report.not_selected += 1  # its account was removed: nothing to replay into
+            if doc is None or account is None or not owns(doc, msg):
+                report.foreign_kept += 1  # removed since resolve() looked
+                add(replace(item, action="kept: no such ledger row"))
                 return
             if doc.id in handled or doc.state == DocState.SYNCED.value:
                 action = (
@@ -200,22 +200,16 @@ class Replayer:
                     else ("dropped (duplicate)")
                 )
                 if not dry_run:
-                    with self._broker.lock:
-                        channel.basic_ack(message.delivery_tag)
-                add(ReplayItem(msg.account, msg.direction.value, msg.source_id, action, reason))
+                    self._broker.ack(delivery)
+                add(replace(item, action=action))
                 return
             handled.add(doc.id)
             if dry_run:
-                add(
-                    ReplayItem(
-                        msg.account, msg.direction.value, msg.source_id, "would move", reason
-                    )
-                )
+                add(replace(item, action="would move"))
                 return
             self._requeue(session, account, doc, reason="replayed by the operator")
-        with self._broker.lock:
-            channel.basic_ack(message.delivery_tag)
-        add(ReplayItem(msg.account, msg.direction.value, msg.source_id, "moved", reason))
+        self._broker.ack(delivery)
+        add(replace(item, action="moved"))
 
     # -- parked rows without a message ---------------------------------------------------------
 

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
@@ -19,6 +19,9 @@ from shared.domain import DocState
 from shared.errors import BelegsyncError, UsageError
 from shared.ledger import counts_by_state
 from shared.quota_plan import QuotaLimits
+
+if TYPE_CHECKING:
+    from shared.broker import Broker
 
 
 def _iso(value: Any) -> Any:
@@ -375,3 +378,28 @@ def quota_left(db: Database, box: SecretBox | None = None) -> dict[str, dict[str
             entry["blocked_until"] = _iso(max(until))
         result[account.name] = entry
     return result
+
+
+def unaccounted_parked(
+    db: Database, broker: Broker, *, limit: int = 1000
+) -> tuple[list[dict[str, Any]], int]:
+    """Parked messages the ledger shows nowhere: undecodable ones (with the decoder's reason and
+    their size) and ones naming no row of theirs; and how many parked messages were looked at.
+
+    The parked messages of real documents are in ``documents(state="parked")`` already.
+    """
+    # Here, not at the top: `status` and `documents` need neither kombu nor the consumer.
+    from app.parked import parked_messages
+    from consumers.intake import Mismatch, resolve
+
+    looked_at = parked_messages(broker, limit=limit)
+    rows = []
+    for parked in looked_at:
+        problem = parked.undecodable and f"undecodable: {parked.undecodable}"
+        if parked.message is not None:
+            target = resolve(db, parked.message)
+            if not isinstance(target, Mismatch):
+                continue
+            problem = target.reason
+        rows.append({**parked.as_dict(), "problem": problem})
+    return rows, len(looked_at)

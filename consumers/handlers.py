@@ -4,8 +4,9 @@ Two ledger facts carry exactly-once across crashes:
 
 - ``attempt_started_at`` is committed *before* an upload and cleared only once its outcome is
   known.  Finding it set means an earlier attempt may have landed without anyone seeing the
-  answer, so the target is searched first (Billomat inbox: our marker in the metadata; GMI:
-  the same content) and what is found is adopted instead of uploading again.
+  answer, so the target is searched first (``consumers.recovery``: Billomat inbox by our marker
+  and by the file's bytes; GMI by the same content) and what is found is adopted instead of
+  uploading again.
 - ``target_id`` is committed right after the upload landed.  Finding it set means only the
   follow-up (archiving in GMI) may be left.
 
@@ -15,21 +16,20 @@ first call (``consumers.needs``), so no call is spent on a document that then ha
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from consumers.needs import export_need, import_need
+from consumers.recovery import GmiIdentify, InboxSearch, SentFile, sha256
 from shared import ledger
 from shared.accounts import export_rules, import_rules
-from shared.billomat import BillomatClient, InboxDocument
 from shared.clients import AccountClients
 from shared.db import Database, Document, SyncAccount
 from shared.domain import (
@@ -46,13 +46,13 @@ from shared.errors import (
     PermanentError,
     TransientError,
 )
+from shared.findings import Findings
 from shared.gmi import GmiClient, GmiDocument, GmiUpload
 from shared.messages import SyncMessage
+from shared.quota import QuotaBook
 
 log = logging.getLogger(__name__)
 
-# How far before an unresolved attempt started its upload may have been stamped by Billomat.
-CLOCK_SLACK = timedelta(minutes=10)
 GERMANY = "DE"
 
 
@@ -79,10 +79,6 @@ class Handler(Protocol):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def sha256(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
 
 
 def landed_for_sure_not(error: ApiError) -> bool:
@@ -174,8 +170,9 @@ class LedgerSteps:
 
 
 class ExportHandler:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, quota: QuotaBook) -> None:
         self._steps = LedgerSteps(db)
+        self._inbox = InboxSearch(db, quota, Findings(db))
 
     def handle(self, work: Work) -> Outcome:
         doc = self._steps.snapshot(work.message.document_id)
@@ -203,8 +200,16 @@ class ExportHandler:
         landed_at: datetime | None = None
         result = "synced"
         target_id = doc.target_id
-        if target_id is None and doc.attempt_started_at is not None:
-            found = self._find_marker(billomat, account.ref, uid, doc.attempt_started_at)
+        if target_id is None and doc.attempt_started_at is not None and source.content:
+            sent = SentFile(
+                content_hash=doc.content_hash or sha256(source.content),
+                size=len(source.content),
+                filename=source.filename or None,
+                marker=export_marker(account.ref, uid),
+            )
+            found = self._inbox.find(
+                billomat, clients.billomat_scope, account.id, sent, doc.attempt_started_at
+            )
             if found is not None:
                 target_id = str(found.id)
                 result = "duplicate_avoided"
@@ -310,38 +315,6 @@ class ExportHandler:
             raise
         return str(created.id)
 
-    def _find_marker(
-        self,
-        billomat: BillomatClient,
-        account_ref: str,
-        uid: int,
-        attempt_started: datetime,
-    ) -> InboxDocument | None:
-        """Look for our earlier upload in the inbox, newest pages first.
-
-        The inbox has no filters; items come oldest first, so the search starts at the last
-        page and stops at a page that ends before the unresolved attempt began.
-        """
-        marker = export_marker(account_ref, uid)
-        not_before = attempt_started - CLOCK_SLACK
-        per_page = 1000
-        first = billomat.inbox_page(1, per_page, order_by="id ASC")
-        pages = max(1, -(-first.total // per_page))
-        page_no = pages
-        page = first if pages == 1 else None
-        while page_no >= 1:
-            if page is None:
-                page = billomat.inbox_page(page_no, per_page, order_by="id ASC")
-            for item in reversed(page.items):
-                if item.metadata.get(MARKER_KEY) == marker:
-                    return item
-            oldest = min((i.created for i in page.items if i.created), default=None)
-            if oldest is not None and oldest < not_before:
-                return None
-            page_no -= 1
-            page = first if page_no == 1 else None
-        return None
-
 
 # ---------------------------------------------------------------------------------------------
 # Import: Billomat document -> GMI
@@ -357,14 +330,17 @@ def _decimal(text: str | None) -> Decimal | None:
 
 
 class ImportHandler:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, quota: QuotaBook) -> None:
         self._db = db
         self._steps = LedgerSteps(db)
+        self._identify = GmiIdentify(quota, Findings(db))
         self._country_uid: int | None = None
 
     def handle(self, work: Work) -> Outcome:
         doc = self._steps.snapshot(work.message.document_id)
-        details = dict(doc.details or {}) | dict(work.message.details)
+        # The ledger's details win: they are at least as new as the message's (a poll refreshes
+        # them), and a message is only a claim by whoever published it.
+        details = dict(work.message.details) | dict(doc.details or {})
         with work.clients.gate.admitted(import_need(doc, details)):
             return self._move(work, doc, details)
 
@@ -396,8 +372,12 @@ class ImportHandler:
         gmi = clients.gmi
         number = doc.document_number or message.document_number or ""
 
+        file_name = import_file_name(kind, number, pdf.filename)
+        sent = SentFile(content_hash, len(pdf.content), file_name)
         if doc.attempt_started_at is not None and gmi.document_exists(pdf.content):
-            target, note = self._identify(gmi, number)
+            target, note = self._identify.identify(
+                gmi, clients.gmi_scope, account.id, number, sent, doc.attempt_started_at
+            )
             landed_at = self._steps.landed(
                 doc.id, target, state=DocState.SYNCED, message_id=message.message_id,
                 reason="found in GMI after an attempt without an answer",
@@ -407,7 +387,7 @@ class ImportHandler:
 
         company_id = self._company(account, gmi)
         upload = GmiUpload(
-            file_name=import_file_name(kind, number, pdf.filename),
+            file_name=file_name,
             content=pdf.content,
             document_type=rules.gmi_type_for(kind),
             company_id=company_id,
@@ -419,10 +399,13 @@ class ImportHandler:
             tags=rules.default_tags,
         )
         self._steps.begin_attempt(doc.id, content_hash, message.message_id)
+        attempt_started = _now()
         try:
             uid = gmi.upload_document(upload)
         except DuplicateDocumentError:
-            target, note = self._identify(gmi, number)
+            target, note = self._identify.identify(
+                gmi, clients.gmi_scope, account.id, number, sent, attempt_started
+            )
             landed_at = self._steps.landed(
                 doc.id, target, state=DocState.SYNCED, message_id=message.message_id,
                 reason="GMI already holds identical content (code 127)",
@@ -438,16 +421,6 @@ class ImportHandler:
             reason="uploaded to GMI", content_hash=content_hash,
         )  # fmt: skip
         return Outcome("synced", str(uid), landed_at=landed_at)
-
-    @staticmethod
-    def _identify(gmi: GmiClient, number: str) -> tuple[str, str | None]:
-        """The uid of the GMI document holding our content, found by its number."""
-        matches = gmi.find_documents_by_number(number) if number else []
-        if matches:
-            return str(max(m.uid for m in matches)), None
-        return "unidentified", (
-            "identical content is already in GMI; its document could not be identified by number"
-        )
 
     def _company(self, account: SyncAccount, gmi: GmiClient) -> int | None:
         """The default company's uid: remembered, looked up by name, or created once."""

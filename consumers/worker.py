@@ -7,8 +7,13 @@ then ack — and route every failure to where it belongs.
 - permanent  -> parking queue at once, with the API's reason
 - configuration -> the account is paused with the reason; the document waits (held); an
   account whose stored keys cannot be decrypted is one of these, not the process's end
-- undecodable message -> parking queue with its raw body
-Each outcome is committed to the ledger before the message is acked.
+- undecodable message, or one naming a row of another account -> parking queue, raw body kept,
+  nothing written (``consumers.intake``)
+- a value the database refuses -> parking queue (permanent); the database gone -> the message
+  is given back and the consumer waits for the database, holding nothing (``shared.dberrors``)
+Each outcome is committed to the ledger before the message is acked; every message is parked at
+most once, because deliveries are handled one at a time, never inside a publish's confirm wait
+(``shared.broker``).
 """
 
 from __future__ import annotations
@@ -23,14 +28,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from consumers.failures import hold, note, pause_account
 from consumers.handlers import Handler, Outcome, Work
-from shared import ledger
+from consumers.intake import Mismatch, redeliveries, resolve
+from shared import dberrors
 from shared.accounts import AccountService, unreadable_keys
-from shared.broker import RECONNECT_ON, Broker
+from shared.broker import RECONNECT_ON, Broker, Delivery
 from shared.clients import AccountClients, ClientFactory
-from shared.db import Database, Document, SyncAccount
+from shared.db import Database
 from shared.domain import Direction, DocState
 from shared.errors import (
     ApiError,
@@ -53,6 +58,11 @@ from shared.messages import (
     ROUTING_KEY_HEADER,
     MalformedMessage,
     SyncMessage,
+    carry_headers,
+    decode_message,
+    header_int,
+    header_text,
+    printable,
 )
 from shared.metrics import Metrics
 from shared.quota import QuotaBook
@@ -60,6 +70,8 @@ from shared.quota import QuotaBook
 log = logging.getLogger(__name__)
 
 MALFORMED = "malformed"
+# Failures that are not about the message: the broker connection, or the wrong secret key.
+_PROPAGATE: tuple[type[Exception], ...] = (*RECONNECT_ON, SecretKeyError)
 
 
 def _now() -> datetime:
@@ -70,11 +82,8 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def _attempt(headers: Mapping[str, Any]) -> int:
-    try:
-        return max(0, int(headers.get(ATTEMPT_HEADER, 0)))
-    except (TypeError, ValueError):
-        return 0
+def _attempt(headers: Mapping[Any, Any]) -> int:
+    return header_int(headers, ATTEMPT_HEADER)
 
 
 @dataclass
@@ -111,13 +120,21 @@ class Consumer:
                     self.broker.connect(
                         retries=None, on_retry=lambda m: log.warning("%s", m), stop=self.stop
                     )
-                with self.broker.consuming(queues, self._on_message, prefetch=prefetch):
+                give_back = False
+                with self.broker.consuming(queues, prefetch=prefetch) as inbox:
                     while not self.stop.is_set():
-                        if self.broker.drain(timeout=1.0):
+                        delivery = inbox.take(timeout=1.0)
+                        if delivery is not None:
                             last_work = time.monotonic()
+                            if not self._on_message(delivery):
+                                give_back = True
+                                break  # leaving returns every delivery held to its queue
                         elif idle_exit is not None and time.monotonic() - last_work >= idle_exit:
                             log.info("no work for %.0fs; exiting", idle_exit)
                             return
+                if give_back:
+                    self._wait_for_database()
+                    last_work = time.monotonic()
             except RECONNECT_ON as e:
                 if self.stop.is_set():
                     return
@@ -144,54 +161,81 @@ class Consumer:
 
     # -- one message ---------------------------------------------------------------------------
 
-    def _on_message(self, message: Any) -> None:
-        # Keep trying while the database is away: the message stays unacked meanwhile.
-        delay = 1.0
-        while True:
-            try:
-                self.process(message)
-                return
-            except SQLAlchemyError as e:
-                log.warning("database unavailable (%s); retrying", str(e).splitlines()[0][:200])
-                if self.stop.wait(delay):
-                    raise SystemExit(1) from e
-                delay = min(30.0, delay * 2)
+    def _on_message(self, message: Delivery) -> bool:
+        """Handle one delivery; False to give back every delivery held and pause.
 
-    def process(self, message: Any) -> None:
-        headers: dict[str, Any] = dict(message.headers or {})
-        routing_key = message.delivery_info.get("routing_key") or ""
+        Nothing a message contains may end the process: whatever escapes the routing in
+        ``process`` parks the message with the reason, so it can neither crash nor jam a
+        consumer.  Only a lost database (or a park that fails itself) gives the message back.
+        """
+        try:
+            self.process(message)
+            return True
+        except _PROPAGATE:
+            raise
+        except Exception as e:
+            if dberrors.is_transient(e):
+                log.warning("%s; giving the message back until it answers", dberrors.describe(e))
+                return False
+            failure = e
+        rule = dberrors.classify(failure)
+        if rule is None:
+            log.error("unexpected error with a message of %s", message.queue, exc_info=failure)
+        reason = dberrors.describe(failure) if rule else f"unexpected error: {failure!r}"[:300]
+        try:
+            self._park_raw(message, f"consumer error: {reason}")
+        except _PROPAGATE:
+            raise
+        except Exception:
+            # The delivery limit parks it in the end if this keeps happening.
+            log.exception("could not park the message; giving it back")
+            return False
+        return True
+
+    def _wait_for_database(self) -> None:
+        """A pause, then until the database answers (or ``stop``), holding no message; the
+        keepalive thread keeps the broker connection alive meanwhile."""
+        delay = 1.0
+        while not self.stop.wait(delay):
+            if self.db.ping():
+                log.info("the database answers again; consuming")
+                return
+            delay = min(30.0, delay * 2)
+
+    def process(self, message: Delivery) -> None:
+        headers = message.headers
         clock = time.monotonic()
         try:
-            msg = SyncMessage.from_json(message.body)
+            msg = decode_message(message.body)
         except MalformedMessage as e:
-            self._park_raw(message, routing_key, headers, e.reason)
+            self._park_raw(message, f"undecodable message: {e.reason}")
             return
         direction = msg.direction.value
+        routing_key = direction
 
-        redeliveries = int(headers.get("x-delivery-count", 0) or 0)
-        if redeliveries >= self.broker.topology.delivery_limit - 1:
+        target = resolve(self.db, msg)  # read before write: nothing changes until this holds
+        if isinstance(target, Mismatch):
+            error = PermanentError(target.reason, api="belegsync")
+            self._park(message, msg, routing_key, headers, error, clock, own_row=False)
+            return
+        account, doc_state = target.account, target.state
+
+        handed_out = redeliveries(message)
+        if handed_out >= self.broker.topology.delivery_limit - 1:
             poison = PermanentError(
-                f"delivered {redeliveries + 1} times without an outcome "
+                f"delivered {handed_out + 1} times without an outcome "
                 "(consumers crashed or were killed while handling it)",
                 api="belegsync",
             )
             self._park(message, msg, routing_key, headers, poison, clock)
             return
 
-        account, doc_state = self._load(msg)
-        if account is None or doc_state is None:
-            self._park(
-                message, msg, routing_key, headers,
-                PermanentError("no such sync account or ledger row (removed?)", api="belegsync"),
-                clock,
-            )  # fmt: skip
-            return
         if doc_state == DocState.SYNCED.value:
             self._ack(message, msg, Outcome("noop", detail="already synced"), clock)
             return
         if not account.enabled:
             why = "account removed" if account.removed_at is not None else "account paused"
-            self._hold(msg, account.attention_reason or why)
+            hold(self.db, msg, account.attention_reason or why)
             self._ack(message, msg, Outcome("held", detail=why), clock)
             return
         if not self.locks.try_acquire(msg.document_id):
@@ -210,15 +254,21 @@ class Consumer:
                 except SecretKeyError:
                     # This account's keys, not the process: pause it alone, hold the document.
                     reason = unreadable_keys(account.name)
-                    self._pause_account(msg, reason)
-                    self._hold(msg, f"account paused: {reason}")
-                    with self.broker.lock:
-                        message.ack()
+                    pause_account(self.db, msg, reason)
+                    hold(self.db, msg, f"account paused: {reason}")
+                    self.broker.ack(message)
                     self._report(msg, "held", None, time.monotonic() - clock, reason)
                     return
-                except SQLAlchemyError:
-                    raise
-                except Exception as e:  # a bug must not crash-loop: retry, then park
+                except Exception as e:
+                    refused = dberrors.classify(e)
+                    if refused is not None:
+                        if refused.error_class is not ErrorClass.PERMANENT:
+                            raise  # the database is gone: the message goes back (_on_message)
+                        # A value the ledger cannot take will not fit next time either.
+                        error = PermanentError(dberrors.describe(e), api="ledger")
+                        self._failed(message, msg, routing_key, headers, error, clients, clock)
+                        return
+                    # a bug must not crash-loop: retry, then park
                     log.exception("unexpected error handling %s", msg.message_id)
                     bug = TransientError(f"unexpected error: {e!r}"[:300], api="belegsync")
                     self._failed(message, msg, routing_key, headers, bug, clients, clock)
@@ -232,19 +282,10 @@ class Consumer:
             return nullcontext()
         return self.metrics.in_progress(direction)
 
-    def _load(self, msg: SyncMessage) -> tuple[SyncAccount | None, str | None]:
-        with self.db.session() as session:
-            doc = session.get(Document, msg.document_id)
-            if doc is None or doc.account_id != msg.account_id or doc.source_id != msg.source_id:
-                return None, None
-            account = session.get(SyncAccount, msg.account_id)
-            return account, doc.state
-
     # -- outcomes ------------------------------------------------------------------------------
 
-    def _ack(self, message: Any, msg: SyncMessage, outcome: Outcome, clock: float) -> None:
-        with self.broker.lock:
-            message.ack()
+    def _ack(self, message: Delivery, msg: SyncMessage, outcome: Outcome, clock: float) -> None:
+        self.broker.ack(message)
         seconds = time.monotonic() - clock
         metric_outcome = {
             "synced": "synced",
@@ -270,7 +311,7 @@ class Consumer:
         self.handled += 1
         log_outcome(
             log,
-            account=msg.account,
+            account=printable(msg.account),
             direction=msg.direction.value,
             source_id=msg.source_id,
             target_id=target_id,
@@ -282,7 +323,7 @@ class Consumer:
 
     def _failed(
         self,
-        message: Any,
+        message: Delivery,
         msg: SyncMessage,
         routing_key: str,
         headers: dict[str, Any],
@@ -297,31 +338,27 @@ class Consumer:
             # The ledger is the backlog: the row waits there, unpublished, and the producer
             # releases it when the window resets.  Committed before the ack: a crash in between
             # leaves the message *and* the row, and the ledger absorbs the duplicate.
-            self._note(msg, error, state=DocState.PENDING, waiting=True)
-            with self.broker.lock:
-                message.ack()
+            note(self.db, msg, error, state=DocState.PENDING, waiting=True)
+            self.broker.ack(message)
             log.info("document %s of %s waits for the quota: %s", msg.source_id, msg.account, error)
             self._count("retried", msg, error, clock)
             return
         if isinstance(error, ConfigurationError):
-            self._pause_account(msg, str(error))
-            self._hold(msg, f"account paused: {error}")
-            with self.broker.lock:
-                message.ack()
+            pause_account(self.db, msg, str(error))
+            hold(self.db, msg, f"account paused: {error}")
+            self.broker.ack(message)
             self._count("retried", msg, error, clock)
             return
         if isinstance(error, TransientError):
             attempt = _attempt(headers) + 1
             if attempt < self.max_attempts:
-                self._note(msg, error, state=DocState.RETRYING, attempt=attempt)
+                note(self.db, msg, error, state=DocState.RETRYING, attempt=attempt)
                 headers = self._failure_headers(headers, error, attempt, routing_key)
                 tier = min(attempt - 1, len(self.broker.topology.retry_delays) - 1)
-                with self.broker.lock:
-                    self.broker.publish_retry(
-                        message.body, routing_key, tier, headers=headers,
-                        message_id=msg.message_id,
-                    )  # fmt: skip
-                    message.ack()
+                self.broker.publish_retry(
+                    message.body, routing_key, tier, headers=headers, message_id=msg.message_id
+                )
+                self.broker.ack(message)
                 self._count("retried", msg, error, clock)
                 return
             error = TransientError(
@@ -340,7 +377,7 @@ class Consumer:
 
     def _delay(
         self,
-        message: Any,
+        message: Delivery,
         msg: SyncMessage,
         routing_key: str,
         headers: dict[str, Any],
@@ -348,22 +385,22 @@ class Consumer:
         reason: str,
     ) -> None:
         """Back through a delay queue without counting an attempt."""
-        with self.broker.lock:
-            self.broker.publish_retry(
-                message.body, routing_key, tier, headers=headers, message_id=msg.message_id
-            )
-            message.ack()
-        log.info("document %s of %s waits: %s", msg.source_id, msg.account, reason)
+        self.broker.publish_retry(
+            message.body, routing_key, tier, headers=carry_headers(headers),
+            message_id=msg.message_id,
+        )  # fmt: skip
+        self.broker.ack(message)
+        log.info("document %s of %s waits: %s", msg.source_id, printable(msg.account), reason)
 
     def _failure_headers(
-        self, headers: dict[str, Any], error: ApiError | str, attempt: int, routing_key: str
+        self, headers: dict[Any, Any], error: ApiError | str, attempt: int, routing_key: str
     ) -> dict[str, Any]:
         now = _iso(_now())
         error_class = error.error_class.value if isinstance(error, ApiError) else MALFORMED
         return {
-            **{k: v for k, v in headers.items() if not k.startswith("x-death")},
+            **carry_headers(headers),
             ATTEMPT_HEADER: attempt,
-            FIRST_FAILURE_HEADER: headers.get(FIRST_FAILURE_HEADER, now),
+            FIRST_FAILURE_HEADER: header_text(headers, FIRST_FAILURE_HEADER, limit=40) or now,
             LAST_FAILURE_HEADER: now,
             ERROR_CLASS_HEADER: error_class,
             ERROR_HEADER: str(error)[:1000],
@@ -372,23 +409,26 @@ class Consumer:
 
     def _park(
         self,
-        message: Any,
+        message: Delivery,
         msg: SyncMessage,
         routing_key: str,
         headers: dict[str, Any],
         error: ApiError,
         clock: float,
+        *,
+        own_row: bool = True,
     ) -> None:
+        """Park a decoded message; ``own_row=False`` for one naming a row not its own."""
         parked_headers = self._failure_headers(
             headers, error, max(_attempt(headers), 1), routing_key
         )
         parked_headers[PARKED_AT_HEADER] = _iso(_now())
-        self._note(msg, error, state=DocState.PARKED)
-        with self.broker.lock:
-            self.broker.publish_parked(
-                message.body, routing_key, headers=parked_headers, message_id=msg.message_id
-            )
-            message.ack()
+        if own_row:
+            note(self.db, msg, error, state=DocState.PARKED)
+        self.broker.publish_parked(
+            message.body, routing_key, headers=parked_headers, message_id=msg.message_id
+        )
+        self.broker.ack(message)
         seconds = time.monotonic() - clock
         if self.metrics is not None:
             self.metrics.observe_processed(
@@ -396,68 +436,25 @@ class Consumer:
             )
         self._report(msg, "parked", None, seconds, error)
 
-    def _park_raw(
-        self, message: Any, routing_key: str, headers: dict[str, Any], reason: str
-    ) -> None:
-        """An undecodable message goes to the parking queue exactly as it came."""
+    def _park_raw(self, message: Delivery, reason: str) -> None:
+        """Park a message exactly as it came, writing nothing: it is undecodable, or handling
+        it failed in a way nobody routed."""
+        direction = self._queue_direction(message.queue)
+        headers = message.headers
         parked_headers = self._failure_headers(
-            headers, f"undecodable message: {reason}", max(_attempt(headers), 1), routing_key
+            headers, reason, max(_attempt(headers), 1), direction.value
         )
         parked_headers[PARKED_AT_HEADER] = _iso(_now())
-        with self.broker.lock:
-            self.broker.publish_parked(message.body, routing_key, headers=parked_headers)
-            message.ack()
-        log.error("parked an undecodable message from %s: %s", routing_key or "?", reason)
+        self.broker.publish_parked(message.body, direction.value, headers=parked_headers)
+        self.broker.ack(message)
+        log.error(
+            "parked a message of %d bytes from %s: %s", len(message.body), message.queue, reason
+        )
         if self.metrics is not None:
-            direction = routing_key if routing_key in ("export", "import") else "export"
-            self.metrics.observe_parked(direction, MALFORMED)
+            self.metrics.observe_parked(direction.value, MALFORMED)
 
-    # -- ledger writes for failures ------------------------------------------------------------
-
-    def _note(
-        self,
-        msg: SyncMessage,
-        error: ApiError,
-        *,
-        state: DocState | None,
-        attempt: int | None = None,
-        waiting: bool = False,
-    ) -> None:
-        with self.db.session() as session:
-            doc = session.get(Document, msg.document_id)
-            if doc is None:
-                return
-            reason = str(error)
-            if waiting:
-                assert isinstance(error, RateLimitedError)
-                until = error.reset_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-                reason = f"waiting for the {error.api} quota until {until}: {error.message}"
-            elif attempt is not None:
-                reason = f"attempt {attempt} failed: {error}"
-            doc.error_class = error.error_class.value
-            doc.last_error = reason[:2000]
-            if state is None or doc.state == DocState.SYNCED.value:
-                return
-            if waiting:
-                doc.published_at = None  # back in the backlog: the producer publishes it again
-            # A wait is one history entry each time (released at most once per window).
-            ledger.set_state(session, doc, state, reason, message_id=msg.message_id)
-
-    def _hold(self, msg: SyncMessage, reason: str) -> None:
-        with self.db.session() as session:
-            doc = session.get(Document, msg.document_id)
-            if doc is None or doc.state == DocState.SYNCED.value:
-                return
-            doc.published_at = None  # the producer republishes it once the account is resumed
-            doc.error_class = ErrorClass.CONFIGURATION.value
-            doc.last_error = reason
-            ledger.set_state(session, doc, DocState.HELD, reason, message_id=msg.message_id)
-
-    def _pause_account(self, msg: SyncMessage, reason: str) -> None:
-        with self.db.session() as session:
-            account = session.get(SyncAccount, msg.account_id)
-            if account is None or not account.enabled:
-                return
-            account.enabled = False
-            account.attention_reason = f"paused: {reason}"
-        log.error("account %s paused: %s", msg.account, reason)
+    def _queue_direction(self, queue: str) -> Direction:
+        for direction in Direction:
+            if self.broker.topology.work_queue_name(direction) == queue:
+                return direction
+        return Direction.EXPORT

@@ -1,7 +1,11 @@
 """The two pollers: what is new in GMI (export) and in Billomat (import), into the ledger.
 
 A poller lists, compares with the ledger and records; it never publishes.  The ledger decides
-what is new, so overlapping windows cost nothing but a few known rows.
+what is new, so overlapping windows cost nothing but a few known rows.  Two nets catch what a
+listing may never show (both unconfirmed API behaviours): documents waiting for approval are
+looked at directly now and then, because approving may not change what GMI's "updated since"
+filter reads; and an import poll lists everything once in a while (a deep sweep), because a
+Billomat document dated further back than the overlap is otherwise never seen.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from shared import ledger
@@ -21,6 +25,8 @@ from shared.billomat import BillomatDocument
 from shared.clients import AccountClients
 from shared.db import Database, Document, SyncAccount
 from shared.domain import GMI_APPLICATION, Direction, DocState, ExportRules
+from shared.errors import NotFoundError, RateLimitedError
+from shared.findings import APPROVAL_TOUCHES_MTIME, Findings
 from shared.gmi import GmiDocument
 from shared.ledger import Detected
 from shared.recognition import TargetScan, scan_inbox
@@ -30,6 +36,14 @@ log = logging.getLogger(__name__)
 # GMI's clock and ours differ a little; list a bit further back than the last poll started.
 EXPORT_OVERLAP = timedelta(minutes=2)
 GMI_KIND = "documents"
+DEFAULT_APPROVAL_RECHECK = timedelta(hours=6)
+DEFAULT_APPROVAL_BATCH = 20
+KNOWN_SILENT_APPROVAL_RECHECK = timedelta(hours=1)
+DEFAULT_DEEP_SWEEP = timedelta(days=1)
+# The history line of a document the listing never reported as approved: doctor counts these.
+APPROVED_BY_RECHECK = "approved in GMI (found by the approval re-check; not listed as changed)"
+REQUEUED_BY_LISTING = "changed in GMI; approval is checked again"
+SWEPT = "deep_sweep"  # cursor key: kind -> when it was last listed in full
 
 
 @dataclass
@@ -40,6 +54,8 @@ class PollReport:
     new: int = 0
     requeued: int = 0
     calls: int = 0
+    rechecked: int = 0  # documents waiting for approval looked at directly
+    swept: bool = False  # an import poll that listed everything (deep sweep)
     published: int = 0
     result: str = "ok"  # ok | error | rate_limited | skipped_quota
     error: str | None = None
@@ -75,11 +91,21 @@ class ExportPoller:
     An account's first poll (``target_scan`` not set: just added, re-added, or its database
     restored) reads the Billomat inbox first and adopts every document already there instead
     of uploading it again (``shared.recognition``); every later poll costs one GMI call when
-    nothing changed.
+    nothing changed, plus ``approval_batch`` direct looks at most at documents that waited
+    longer than ``approval_recheck`` for approval (one GMI call each).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        approval_recheck: timedelta = DEFAULT_APPROVAL_RECHECK,
+        approval_batch: int = DEFAULT_APPROVAL_BATCH,
+    ) -> None:
         self._db = db
+        self._findings = Findings(db)
+        self._recheck_after = approval_recheck
+        self._recheck_batch = approval_batch
 
     @staticmethod
     def api_filters(rules: ExportRules) -> dict[str, Any]:
@@ -117,7 +143,9 @@ class ExportPoller:
         started = _now()
         since: datetime | None = None
         if cursor.get("updated_since"):
-            since = datetime.fromisoformat(cursor["updated_since"]) - EXPORT_OVERLAP
+            # A listing that lags new documents (seen live by other clients) needs more overlap.
+            lag = timedelta(seconds=2 * self._findings.listing_lag(account_id))
+            since = datetime.fromisoformat(cursor["updated_since"]) - max(EXPORT_OVERLAP, lag)
         filters = self.api_filters(rules)
         page_no = 1
         while True:
@@ -132,6 +160,60 @@ class ExportPoller:
             self._settle_scan(account_id, rules, scan, report)
         cursor["updated_since"] = started.isoformat()
         report.cursor = cursor
+        if rules.require_approval:
+            self._recheck_approvals(account_id, clients, report)
+
+    def _recheck_approvals(
+        self, account_id: int, clients: AccountClients, report: PollReport
+    ) -> None:
+        """Look directly at the documents that waited longest for approval.
+
+        Whether approving changes the modification time is unconfirmed; if it does not, the
+        listing never shows an approved document again. One GMI call per document, at most
+        ``approval_batch`` per poll, each document at most once per ``approval_recheck``.
+        """
+        if self._recheck_batch <= 0:
+            return
+        recheck_after = self._recheck_after
+        if self._findings.value(account_id, APPROVAL_TOUCHES_MTIME) is False:
+            # Known: the listing never shows an approval. Look more often.
+            recheck_after = min(recheck_after, KNOWN_SILENT_APPROVAL_RECHECK)
+        due_before = _now() - recheck_after
+        with self._db.session() as session:
+            rows = session.execute(
+                select(Document.id, Document.source_id)
+                .where(
+                    Document.account_id == account_id,
+                    Document.state == DocState.WAITING_APPROVAL.value,
+                    or_(Document.checked_at.is_(None), Document.checked_at <= due_before),
+                )
+                .order_by(Document.checked_at.is_not(None), Document.checked_at, Document.id)
+                .limit(self._recheck_batch)
+            ).all()
+        for row_id, source_id in rows:
+            try:
+                found = clients.gmi.get_document(int(source_id), include_file=False)
+            except NotFoundError:
+                found = None
+            except RateLimitedError:
+                # No room left for extras: the listing is done, the rest waits for a later poll.
+                if report.rechecked:
+                    break
+                raise
+            report.calls += 1
+            report.rechecked += 1
+            workflow = found.workflow if found is not None else None
+            approved = workflow is not None and workflow.is_completed
+            with self._db.session() as session:
+                row = session.get(Document, row_id)
+                if row is None or row.state != DocState.WAITING_APPROVAL.value:
+                    continue
+                row.checked_at = _now()
+                if found is None:
+                    ledger.set_state(session, row, DocState.SKIPPED, "no longer exists in GMI")
+                elif approved:
+                    ledger.requeue(session, row, APPROVED_BY_RECHECK)
+                    report.requeued += 1
 
     @staticmethod
     def _adopt_if_found(
@@ -236,7 +318,7 @@ class ExportPoller:
                     continue
                 if row.state == DocState.WAITING_APPROVAL.value:
                     # It changed in GMI since it was checked: look at its approval again.
-                    ledger.requeue(session, row, "changed in GMI; approval is checked again")
+                    ledger.requeue(session, row, REQUEUED_BY_LISTING)
                     report.requeued += 1
                 elif row.state == DocState.SKIPPED.value:
                     ledger.requeue(session, row, "matches the account's filters again")
@@ -272,9 +354,16 @@ class ImportPoller:
     Each list call passes the account's quota gate (a poll may use the window's reserve).
     """
 
-    def __init__(self, db: Database, *, overlap_days: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        overlap_days: int,
+        deep_sweep: timedelta | None = DEFAULT_DEEP_SWEEP,
+    ) -> None:
         self._db = db
         self._overlap = timedelta(days=overlap_days)
+        self._deep_sweep = deep_sweep
 
     def poll(self, account_id: int, clients: AccountClients, report: PollReport) -> None:
         with self._db.session() as session:
@@ -283,8 +372,15 @@ class ImportPoller:
                 return
             rules = import_rules(account)
             cursor = dict(account.poll_state.cursor if account.poll_state else {})
+        swept = dict(cursor.get(SWEPT, {}))
         for kind in rules.document_kinds:
             since = date.fromisoformat(cursor[kind]) - self._overlap if cursor.get(kind) else None
+            sweep = since is not None and self._sweep_due(swept.get(kind))
+            if sweep:
+                # Everything, whatever its date: a document created today may be dated back
+                # further than the overlap reaches.
+                since = None
+                report.swept = True
             newest: date | None = None
             page_no = 1
             while True:
@@ -306,8 +402,18 @@ class ImportPoller:
             candidates = [d for d in (newest, floor) if d is not None]
             if candidates:
                 cursor[kind] = min(candidates).isoformat()
+            if since is None:  # a full listing: a first poll or a deep sweep
+                swept[kind] = _now().isoformat()
+                cursor[SWEPT] = dict(swept)
             # Save per kind: a later kind running out of quota must not undo this one.
             report.cursor = dict(cursor)
+
+    def _sweep_due(self, last: str | None) -> bool:
+        if self._deep_sweep is None:
+            return False
+        if last is None:
+            return True
+        return datetime.fromisoformat(last) + self._deep_sweep <= _now()
 
     def _oldest_draft(self, account_id: int, kind: str) -> date | None:
         with self._db.session() as session:

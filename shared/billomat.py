@@ -1,324 +1,84 @@
 """Billomat REST client: the inbox (export target) and finished documents with PDFs (import source).
 
-Billomat's JSON is a mechanical XML conversion (billomat.md §3.3, §4): one item arrives as an
-object instead of a list, no item key at all for none, every scalar is a string and empties are
-``""``. The parsers below absorb that; ``BillomatClient`` only builds calls and checks answers.
+``BillomatClient`` builds calls and checks answers; ``shared.billomat_parsing`` absorbs the
+shapes of Billomat's XML-converted JSON. Two unconfirmed points are guarded here: a 403 from
+the API is confirmed with ``GET /clients/myself`` before an account is paused, and a refused
+``order_by`` falls back to a field the API accepts, learnt once.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date
+from typing import Any
 
 import requests
 
-from shared.errors import ConfigurationError
+from shared.auth import SecretHeaderAuth
+from shared.billomat_parsing import (
+    KINDS,
+    MAX_PER_PAGE,
+    BillomatDocument,
+    InboxDocument,
+    KindSpec,
+    Page,
+    Pdf,
+    check_paging,
+    default_pdf_name,
+    error_detail,
+    kind_spec,
+    normalise_order_by,
+    parse_document,
+    parse_inbox_document,
+    parse_list,
+    parse_pdf,
+    quota_from,
+    rate_limit_reset,
+    unwrap,
+)
+from shared.errors import ApiError, ConfigurationError, PermanentError
 from shared.http import (
     DEFAULT_TIMEOUT,
     ApiHooks,
     Call,
     CallGate,
+    ErrorRule,
     Quota,
-    ResponseShapeError,
-    SecretHeaderAuth,
     Transport,
-    as_list,
-    decode_base64,
-    describe_body,
-    encode_base64,
+    confirmation,
     encode_query,
-    epoch_to_utc,
-    is_empty,
-    json_body,
-    looks_like_html,
-    read_date,
-    read_datetime,
-    read_decimal,
-    read_int,
-    read_str,
-    retry_after,
-    short_text,
 )
+from shared.readers import ResponseShapeError, describe_body, encode_base64, json_body
+
+# Result types live with their parsers; importing them from here is the client's interface.
+__all__ = [
+    "API",
+    "DOCUMENTS",
+    "INBOX",
+    "KINDS",
+    "MAX_PER_PAGE",
+    "BillomatClient",
+    "BillomatDocument",
+    "InboxDocument",
+    "KindSpec",
+    "Page",
+    "Pdf",
+    "parse_document",
+]
 
 API = "billomat"
 DEFAULT_URL_TEMPLATE = "https://{billomat_id}.billomat.net/api"
 BILLOMAT_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-MAX_PER_PAGE = 1000
 
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass(frozen=True)
-class InboxDocument:
-    id: int
-    created: datetime | None
-    filename: str
-    mimetype: str
-    filesize: int
-    document_type: str
-    metadata: dict[str, str]
-    content: bytes | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class BillomatDocument:
-    kind: str
-    id: int
-    number: str
-    status: str
-    date: date | None
-    created: datetime | None
-    updated: datetime | None
-    client_id: int | None
-    title: str
-    total_net: Decimal | None
-    total_gross: Decimal | None
-    currency_code: str
-
-
-@dataclass(frozen=True)
-class Pdf:
-    filename: str
-    mimetype: str
-    content: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def has_more(self) -> bool:
-        # billomat.md §3.3: @total counts all pages; an empty page ends paging whatever it says.
-        return bool(self.items) and self.page * self.per_page < self.total
-
-
-# ---------------------------------------------------------------------------------------------
-# Kinds: the resource path segment and what its JSON calls things (billomat.md §3.2, §6.1)
-
-
-@dataclass(frozen=True)
-class KindSpec:
-    singular: str  # JSON key of one item, also the webhook body's root
-    number_fields: tuple[str, ...]  # first non-empty one is the document's number
-    title_fields: tuple[str, ...]
-    party_field: str  # the counterparty's id: client for sales documents, supplier for incomings
-
-
-KINDS: Mapping[str, KindSpec] = {
-    "invoices": KindSpec("invoice", ("invoice_number",), ("title",), "client_id"),
-    "credit-notes": KindSpec("credit-note", ("credit_note_number",), ("title",), "client_id"),
-    "offers": KindSpec("offer", ("offer_number",), ("title",), "client_id"),
-    "confirmations": KindSpec("confirmation", ("confirmation_number",), ("title",), "client_id"),
-    "delivery-notes": KindSpec("delivery-note", ("delivery_note_number",), ("title",), "client_id"),
-    # Reminders carry the number of the invoice they remind of (§6.1); letters have none.
-    "reminders": KindSpec("reminder", ("invoice_number",), ("subject", "title"), "client_id"),
-    "letters": KindSpec("letter", (), ("subject", "title"), "client_id"),
-    # An incoming's `number` is the supplier's invoice number (§6.4); the filter says incoming_.
-    "incomings": KindSpec("incoming", ("number", "incoming_number"), ("title",), "supplier_id"),
+# List families and the fields tried, in order, when the API refuses a sort; "" is none at all.
+INBOX = "inbox-documents"
+DOCUMENTS = "documents"
+SORT_FALLBACKS: Mapping[str, tuple[str, ...]] = {
+    INBOX: ("id", "created", ""),
+    DOCUMENTS: ("id", "created", "date", ""),
 }
-
-
-def kind_spec(kind: str) -> KindSpec:
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise ValueError(
-            f"unknown Billomat document kind {kind!r}; expected one of {', '.join(KINDS)}"
-        ) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsers (pure: JSON in, dataclasses out)
-
-
-def _first(record: Mapping[str, Any], names: Sequence[str]) -> str:
-    for name in names:
-        text = read_str(record.get(name))
-        if text:
-            return text
-    return ""
-
-
-def _required_id(record: Mapping[str, Any], what: str) -> int:
-    value = read_int(record.get("id"))
-    if value is None:
-        raise ResponseShapeError(f"{what} without a numeric id")
-    return value
-
-
-def _root(body: object, key: str) -> Mapping[str, Any] | None:
-    """``{"invoice": {...}}`` → ``{...}``; also accepts ``credit_note`` for ``credit-note``."""
-    if isinstance(body, Mapping):
-        for name in (key, key.replace("-", "_")):
-            inner = body.get(name)
-            if isinstance(inner, Mapping):
-                return inner
-    return None
-
-
-def _unwrap(body: object, key: str) -> Mapping[str, Any]:
-    inner = _root(body, key)
-    if inner is None:
-        raise ResponseShapeError(f"no {key!r} object in the body")
-    return inner
-
-
-def parse_metadata(value: object) -> dict[str, str]:
-    """``{"data": [{"key", "value"}]}``, one bare entry, ``""`` or absent → a plain dict."""
-    container = value.get("data") if isinstance(value, Mapping) else None
-    result: dict[str, str] = {}
-    for entry in as_list(container):
-        key = read_str(entry.get("key"))
-        if key:
-            result[key] = read_str(entry.get("value"))
-    return result
-
-
-def parse_inbox_document(record: Mapping[str, Any]) -> InboxDocument:
-    raw_file = record.get("base64file")
-    return InboxDocument(
-        id=_required_id(record, "inbox document"),
-        created=read_datetime(record.get("created")),
-        filename=read_str(record.get("filename")),
-        mimetype=read_str(record.get("mimetype")),
-        filesize=read_int(record.get("filesize")) or 0,
-        document_type=read_str(record.get("document_type")),
-        metadata=parse_metadata(record.get("metadata")),
-        content=None if is_empty(raw_file) else decode_base64(raw_file, "base64file"),
-    )
-
-
-def parse_document(kind: str, record: Mapping[str, Any]) -> BillomatDocument:
-    """One document of ``kind``, bare or wrapped in its singular key (as webhooks send it)."""
-    spec = kind_spec(kind)
-    record = _root(record, spec.singular) or record  # else it is the bare record
-    return BillomatDocument(
-        kind=kind,
-        id=_required_id(record, spec.singular),
-        number=_first(record, spec.number_fields),
-        status=read_str(record.get("status")).upper(),
-        date=read_date(record.get("date")),
-        created=read_datetime(record.get("created")),
-        updated=read_datetime(record.get("updated")),
-        client_id=read_int(record.get(spec.party_field)),
-        title=_first(record, spec.title_fields),
-        total_net=read_decimal(record.get("total_net")),
-        total_gross=read_decimal(record.get("total_gross")),
-        currency_code=read_str(record.get("currency_code")),
-    )
-
-
-def parse_list(
-    body: object, plural: str, singular: str
-) -> tuple[list[Mapping[str, Any]], int, int, int]:
-    """A list envelope → (items, page, per_page, total); tolerates every §3.3 quirk."""
-    if not isinstance(body, Mapping) or plural not in body:
-        raise ResponseShapeError(f"no {plural!r} list in the body")
-    container = body[plural]
-    if not isinstance(container, Mapping):
-        container = {}  # "" or null: nothing at all
-    items = as_list(container.get(singular))
-    page = read_int(container.get("@page")) or 1
-    per_page = read_int(container.get("@per_page")) or max(len(items), 1)
-    total = read_int(container.get("@total"))
-    if total is None:
-        total = (page - 1) * per_page + len(items)
-    return items, page, per_page, total
-
-
-def parse_pdf(kind: str, doc_id: int, body: object) -> Pdf:
-    # Very old servers used a "document" root (billomat.md §6.2).
-    for root in ("pdf", "document"):
-        if isinstance(body, Mapping) and isinstance(body.get(root), Mapping):
-            record = body[root]
-            break
-    else:
-        raise ResponseShapeError("no 'pdf' object in the body")
-    return Pdf(
-        filename=read_str(record.get("filename")) or default_pdf_name(kind, doc_id),
-        mimetype=read_str(record.get("mimetype")) or "application/pdf",
-        content=decode_base64(record.get("base64file"), "base64file"),
-    )
-
-
-def default_pdf_name(kind: str, doc_id: int) -> str:
-    return f"{kind_spec(kind).singular}-{doc_id}.pdf"
-
-
-_XML_ERROR_RE = re.compile(r"<error>(.*?)</error>", re.DOTALL)
-
-
-def error_detail(response: requests.Response) -> str:
-    """The server's reason: ``errors.error`` (a string or a list), XML, or short plain text."""
-    body = json_body(response)
-    if isinstance(body, Mapping):
-        errors = body.get("errors")
-        found = errors.get("error") if isinstance(errors, Mapping) else errors
-        if found is None:
-            found = body.get("error") or body.get("message")
-        texts = [found] if isinstance(found, str) else found if isinstance(found, list) else []
-        detail = "; ".join(read_str(t) for t in texts if read_str(t))
-        return detail or describe_body(response)
-    if body is not None or looks_like_html(response):
-        return describe_body(response)
-    text = response.content.decode("utf-8", errors="replace")
-    xml = _XML_ERROR_RE.findall(text)
-    if xml:
-        return "; ".join(xml)
-    # billomat.md §1.5: "a short plain-text message in the body".
-    return short_text(text) or describe_body(response)
-
-
-_TRY_AGAIN_RE = re.compile(r"try again in (\d+) seconds?", re.IGNORECASE)
-
-
-def rate_limit_reset(response: requests.Response, detail: str) -> datetime | None:
-    """X-Rate-Limit-Reset, else the "Try again in N seconds" text; ``None`` for the default."""
-    header = epoch_to_utc(response.headers.get("X-Rate-Limit-Reset"))
-    if header is not None and header > datetime.now(UTC):
-        return header
-    match = _TRY_AGAIN_RE.search(detail)
-    if match:
-        return datetime.now(UTC) + timedelta(seconds=int(match.group(1)))
-    return retry_after(response)
-
-
-def quota_from(response: requests.Response) -> Quota | None:
-    remaining = read_int(response.headers.get("X-Rate-Limit-Remaining"))
-    reset_at = epoch_to_utc(response.headers.get("X-Rate-Limit-Reset"))
-    if remaining is None or reset_at is None:
-        return None
-    return Quota(remaining=remaining, reset_at=reset_at)
-
-
-_ORDER_BY_RE = re.compile(r"^\w+(?: (?:ASC|DESC))?(?:,\s*\w+(?: (?:ASC|DESC))?)*$", re.IGNORECASE)
-
-
-def normalise_order_by(order_by: str) -> str:
-    """``"date DESC,id"`` as Billomat wants it; the space becomes ``+`` on the wire (§3.1)."""
-    text = " ".join(order_by.replace("+", " ").split())
-    if not _ORDER_BY_RE.match(text):
-        raise ValueError(f"order_by must look like 'field ASC|DESC[, …]', got {order_by!r}")
-    return ",".join(part.strip() for part in text.split(","))
-
-
-def _check_paging(page: int, per_page: int) -> None:
-    if page < 1:
-        raise ValueError("page starts at 1")
-    if not 1 <= per_page <= MAX_PER_PAGE:
-        raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,8 +99,14 @@ class BillomatClient:
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         hooks: ApiHooks | None = None,
+        sort_fields: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+        on_sort_learnt: Callable[[str, str], None] | None = None,
         gate: CallGate | None = None,
     ) -> None:
+        """``sort_fields``: what an earlier run learnt (see ``sort_field``), or a function
+        that reads it when a list call first needs it; ``on_sort_learnt`` is told when a
+        rejected ``order_by`` fell back to another field; ``gate`` admits every call first
+        (the shared quota book)."""
         # The id becomes a host name: validate it before it can reach a URL.
         if not BILLOMAT_ID_RE.match(billomat_id):
             raise ConfigurationError(
@@ -364,6 +130,9 @@ class BillomatClient:
         self._transport = Transport(
             API, auth=auth, session=session, timeout=timeout, hooks=hooks, gate=gate
         )
+        self._sort_source = sort_fields
+        self._sort_fields_loaded: dict[str, str] | None = None
+        self._on_sort_learnt = on_sort_learnt
 
     def __repr__(self) -> str:
         return f"BillomatClient(billomat_id={self.billomat_id!r}, base_url={self.base_url!r})"
@@ -377,12 +146,10 @@ class BillomatClient:
     def inbox_page(
         self, page: int = 1, per_page: int = 100, order_by: str | None = None
     ) -> Page[InboxDocument]:
-        _check_paging(page, per_page)
+        """One page of the inbox; ``order_by`` falls back as ``sort_field`` explains."""
+        check_paging(page, per_page)
         params: list[tuple[str, object]] = [("page", page), ("per_page", per_page)]
-        if order_by:
-            params.append(("order_by", normalise_order_by(order_by)))
-        call = self._call("GET", "/inbox-documents", params=params)
-        body, status = self._json(call)
+        call, body, status = self._list("/inbox-documents", INBOX, params, order_by)
         with self._transport.parsing(call, status):
             items, page_no, size, total = parse_list(body, "inbox-documents", "inbox-document")
             return Page([parse_inbox_document(i) for i in items], page_no, size, total)
@@ -401,7 +168,7 @@ class BillomatClient:
         call = self._call("GET", f"/inbox-documents/{int(inbox_id)}", "/inbox-documents/{id}")
         body, status = self._json(call)
         with self._transport.parsing(call, status):
-            return parse_inbox_document(_unwrap(body, "inbox-document"))
+            return parse_inbox_document(unwrap(body, "inbox-document"))
 
     def create_inbox_document(
         self,
@@ -426,7 +193,7 @@ class BillomatClient:
         call = self._call("POST", "/inbox-documents", body={"inbox-document": record})
         body, status = self._json(call)
         with self._transport.parsing(call, status):
-            return parse_inbox_document(_unwrap(body, "inbox-document"))
+            return parse_inbox_document(unwrap(body, "inbox-document"))
 
     def delete_inbox_document(self, inbox_id: int) -> None:
         call = self._call("DELETE", f"/inbox-documents/{int(inbox_id)}", "/inbox-documents/{id}")
@@ -446,7 +213,7 @@ class BillomatClient:
         order_by: str | None = "id ASC",
     ) -> Page[BillomatDocument]:
         spec = kind_spec(kind)
-        _check_paging(page, per_page)
+        check_paging(page, per_page)
         params: list[tuple[str, object]] = [("page", page), ("per_page", per_page)]
         if date_from is not None:
             params.append(("from", date_from.isoformat()))
@@ -455,10 +222,7 @@ class BillomatClient:
         if statuses:
             # Multi-value filters are comma lists, OR-combined (§3.1).
             params.append(("status", ",".join(s.strip().upper() for s in statuses)))
-        if order_by:
-            params.append(("order_by", normalise_order_by(order_by)))
-        call = self._call("GET", f"/{kind}", params=params)
-        body, status = self._json(call)
+        call, body, status = self._list(f"/{kind}", DOCUMENTS, params, order_by)
         with self._transport.parsing(call, status):
             items, page_no, size, total = parse_list(body, kind, spec.singular)
             return Page([parse_document(kind, i) for i in items], page_no, size, total)
@@ -495,7 +259,7 @@ class BillomatClient:
         call = self._call("GET", f"/{kind}/{int(doc_id)}", f"/{kind}/{{id}}")
         body, status = self._json(call)
         with self._transport.parsing(call, status):
-            return parse_document(kind, _unwrap(body, spec.singular))
+            return parse_document(kind, unwrap(body, spec.singular))
 
     def get_pdf(self, kind: str, doc_id: int) -> Pdf:
         kind_spec(kind)
@@ -518,6 +282,79 @@ class BillomatClient:
         Raises ``ValueError`` for an unknown kind or a record without an id.
         """
         return parse_document(kind, record)
+
+    # --- the account --------------------------------------------------------------------------
+
+    def myself(self) -> dict[str, Any]:
+        """``GET /clients/myself``: the account's own data (one call; refreshes ``quota``)."""
+        call = self._call("GET", "/clients/myself")
+        body, status = self._json(call)
+        with self._transport.parsing(call, status):
+            return dict(unwrap(body, "client"))
+
+    # --- sorting: order_by=id is sent everywhere but only date/number sorts are documented ----
+
+    def sort_field(self, family: str) -> str | None:
+        """The field ``order_by`` uses for ``INBOX`` or ``DOCUMENTS`` lists.
+
+        ``None``: not known yet (the caller's field is tried first); ``""``: the API accepted
+        no field we tried, so lists come in the server's default order.
+        """
+        return self._sort_fields.get(family)
+
+    @property
+    def _sort_fields(self) -> dict[str, str]:
+        if self._sort_fields_loaded is None:
+            source = self._sort_source
+            known = source() if callable(source) else source or {}
+            self._sort_fields_loaded = {k: v for k, v in known.items() if k in SORT_FALLBACKS}
+        return self._sort_fields_loaded
+
+    def _list(
+        self,
+        path: str,
+        family: str,
+        params: list[tuple[str, object]],
+        order_by: str | None,
+    ) -> tuple[Call, Any, int]:
+        """A list call whose ``order_by`` falls back to a field the API accepts.
+
+        A 400 to a call with ``order_by`` is tried again with the next field of
+        ``SORT_FALLBACKS`` and finally without any; the field that worked is remembered (and
+        reported through ``on_sort_learnt``), so this costs extra calls once per account.
+        """
+        if not order_by:
+            call = self._call("GET", path, params=params)
+            return (call, *self._json(call))
+        clauses = normalise_order_by(order_by).split(",")
+        wanted, _, direction = clauses[0].partition(" ")
+        learnt = self._sort_fields.get(family)
+        if learnt is not None:
+            fields = [learnt]
+        else:
+            rest = SORT_FALLBACKS[family]
+            fields = [wanted, *(f for f in rest if f != wanted)]
+        first_refusal: PermanentError | None = None
+        for field_name in fields:
+            ordered = list(params)
+            if field_name:
+                clause = f"{field_name} {direction}".strip()
+                ordered.append(("order_by", ",".join([clause, *clauses[1:]])))
+            call = self._call("GET", path, params=ordered)
+            try:
+                body, status = self._json(call)
+            except PermanentError as e:
+                if e.status != 400 or learnt is not None:
+                    raise
+                first_refusal = first_refusal or e
+                continue
+            if learnt is None:
+                self._sort_fields[family] = field_name
+                if field_name != wanted and self._on_sort_learnt is not None:
+                    self._on_sort_learnt(family, field_name)
+            return call, body, status
+        assert first_refusal is not None
+        raise first_refusal
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -548,11 +385,41 @@ class BillomatClient:
             self._transport.hooks.on_quota(API, quota)
         if 200 <= response.status_code < 300:
             return response
+        status = response.status_code
         detail = error_detail(response)
-        reset_at = rate_limit_reset(response, detail) if response.status_code == 429 else None
+        reset_at = rate_limit_reset(response, detail) if status == 429 else None
+        # Every answer of Billomat's own app carries the rate headers (billomat.md §2); one
+        # without them came from something in front of the API (a firewall, a proxy).
+        origin = "app" if quota is not None else "gateway"
+        rule = self._transport.rule_for(status, None, detail, origin=origin)
+        if rule.confirm:
+            rule = self._confirm()
+        note = _size_note(call) if status == 413 else ""
         raise self._transport.error(
-            call, status=response.status_code, detail=detail, reset_at=reset_at
+            call, status=status, detail=detail, reset_at=reset_at, rule=rule, note=note
         )
+
+    def _confirm(self) -> ErrorRule:
+        """Ask ``GET /clients/myself`` whether the key works at all after a 403 from the API.
+
+        Costs one call of the window; never itself confirmed (one question, no loop).
+        """
+        call = self._call("GET", "/clients/myself")
+        try:
+            response = self._transport.send(call)
+        except ApiError:
+            return confirmation(API, "unexplained")
+        quota = quota_from(response)
+        if quota is not None:
+            self.quota = quota
+            self._transport.hooks.on_quota(API, quota)
+        if 200 <= response.status_code < 300:
+            return confirmation(API, "works")
+        origin = "app" if quota is not None else "gateway"
+        rule = self._transport.rule_for(
+            response.status_code, None, error_detail(response), origin=origin
+        )
+        return confirmation(API, "unexplained") if rule.confirm else rule
 
     def _json(self, call: Call) -> tuple[Any, int]:
         response = self._send(call)
@@ -560,3 +427,11 @@ class BillomatClient:
         if body is None:
             raise self._transport.malformed(call, response.status_code, describe_body(response))
         return body, response.status_code
+
+
+def _size_note(call: Call) -> str:
+    """What a 413 leaves out: how large the refused request was (the limit stays unknown)."""
+    if call.body is None:
+        return "the server did not say its limit"
+    sent = len(json.dumps(call.body))
+    return f"the request body was {sent / 1_000_000:.1f} MB; the server did not say its limit"

@@ -1,15 +1,25 @@
-"""RabbitMQ: the whole topology in one place, and one confirmed-publish connection per process.
+"""RabbitMQ: one confirmed-publish connection per process, on any node of a cluster.
 
-Topology (every name starts with BELEGSYNC_QUEUE_PREFIX, ``P``):
+The broker URL may name several nodes in kombu's failover syntax (``amqp://a//;amqp://b//``):
+a connection that is lost or refused moves on to the next node, and every publish still waits
+for the broker's confirm, so a node that goes away loses no confirmed message.  What is
+declared (exchanges, queues, their arguments) is ``shared.topology``.
 
-- ``P.work`` (direct) routes ``export``/``import`` to the work queues ``P.export``/``P.import``:
-  quorum queues with a delivery limit, dead-lettering to ``P.parking`` as the last guard against
-  a message that crashes every consumer.
-- ``P.retry.<delay>`` (fanout) -> queue ``P.retry.<delay>`` with ``x-message-ttl`` and
-  ``P.work`` as dead-letter exchange: one queue per delay, so a long delay never blocks a short
-  one at the head of the queue.  The original routing key brings a message back to its queue.
-- ``P.parking`` (fanout) -> ``P.parked``: messages that cannot succeed, with headers saying why,
-  until ``belegsync replay`` moves them back.
+Publishing and consuming share one connection, on separate channels, and deliveries are never
+handled inside the connection's event loop.  A publisher confirm is awaited by draining the
+connection (py-amqp has no other way), and draining dispatches whatever else arrives — the next
+delivery too.  If that dispatch ran the consumer's code, a second message would be handled
+inside the confirm wait of the first one's park or retry, and a failure there would leave the
+first unacknowledged, to be parked again (seen: 21 parked copies of 19 messages).  So the
+consumer channel's callback only appends a ``Delivery`` to its ``Inbox``; the consumer takes
+them one at a time, outside any wait, and outside ``lock`` so that the keepalive thread keeps
+sending heartbeats however long one message takes.  (A second connection for publishing would
+also do, at the price of a second socket, heartbeat and failover per process.)
+
+Consuming bypasses kombu's ``Message``: it would decompress a body whose sender set a
+``compression`` header (a zip bomb) and decode bodies by their ``content_encoding``.  A
+``Delivery`` carries the body exactly as the broker sent it and the headers exactly as py-amqp
+read them — any type — for ``shared.messages`` to judge.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,15 +38,17 @@ import amqp.exceptions
 import kombu.exceptions
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
-from kombu.messaging import Consumer, Producer
+from kombu.messaging import Producer
 
-from shared.domain import Direction, format_duration
+from shared.domain import Direction
 from shared.errors import BrokerUnavailableError, SetupError
+from shared.nodes import Nodes
+from shared.topology import Topology
 
 log = logging.getLogger(__name__)
 
-DELIVERY_LIMIT = 20
 HEARTBEAT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 10
 
 # What a dropped or refused broker connection looks like from py-amqp and kombu.
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
@@ -59,111 +72,75 @@ REFUSED: tuple[type[Exception], ...] = (
 
 # What makes a process drop its connection and connect again.
 RECONNECT_ON: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, BrokerUnavailableError)
+# An ack on a channel that has gone (py-amqp sets its connection to None when it closes).
+_ACK_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, AttributeError)
 
 
 class PublishError(BrokerUnavailableError):
     """The broker did not confirm a publish (nack, timeout, unroutable or connection lost)."""
 
 
-@dataclass(frozen=True)
-class Topology:
-    prefix: str
-    retry_delays: tuple[int, ...]
-    delivery_limit: int = DELIVERY_LIMIT
-
-    # -- names ---------------------------------------------------------------------------------
-
-    @property
-    def work_exchange(self) -> Exchange:
-        return Exchange(f"{self.prefix}.work", type="direct", durable=True)
-
-    @property
-    def parking_exchange(self) -> Exchange:
-        return Exchange(f"{self.prefix}.parking", type="fanout", durable=True)
-
-    def work_queue_name(self, direction: Direction) -> str:
-        return f"{self.prefix}.{direction.value}"
-
-    def work_queue(self, direction: Direction) -> Queue:
-        return Queue(
-            self.work_queue_name(direction),
-            exchange=self.work_exchange,
-            routing_key=direction.value,
-            durable=True,
-            queue_arguments={
-                "x-queue-type": "quorum",
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": self.parking_exchange.name,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
-
-    def tier_label(self, tier: int) -> str:
-        return f"retry.{format_duration(self.retry_delays[tier])}"
-
-    def retry_exchange(self, tier: int) -> Exchange:
-        return Exchange(f"{self.prefix}.{self.tier_label(tier)}", type="fanout", durable=True)
-
-    def retry_queue(self, tier: int) -> Queue:
-        exchange = self.retry_exchange(tier)
-        return Queue(
-            exchange.name,
-            exchange=exchange,
-            durable=True,
-            queue_arguments={
-                # A classic queue dead-letters at most once: a message expiring while the
-                # broker restarts, before the work queue is back, is silently dropped (seen
-                # in the chaos test).  A quorum queue with at-least-once dead-lettering keeps
-                # it until the work queue has taken it.
-                "x-queue-type": "quorum",
-                "x-message-ttl": self.retry_delays[tier] * 1000,
-                "x-dead-letter-exchange": self.work_exchange.name,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
-
-    @property
-    def parked_queue(self) -> Queue:
-        return Queue(
-            f"{self.prefix}.parked",
-            exchange=self.parking_exchange,
-            durable=True,
-            queue_arguments={"x-queue-type": "quorum"},
-        )
-
-    def tier_for_delay(self, seconds: float) -> int:
-        """The longest tier not longer than ``seconds`` (the shortest if all are longer)."""
-        best = 0
-        for index, delay in enumerate(self.retry_delays):
-            if delay <= seconds:
-                best = index
-        return best
-
-    def queues(self) -> list[tuple[str, str, Queue]]:
-        """(label without prefix, role, queue) for every queue; labels feed metrics."""
-        result: list[tuple[str, str, Queue]] = [
-            (d.value, "work", self.work_queue(d)) for d in Direction
-        ]
-        result += [
-            (self.tier_label(t), "retry", self.retry_queue(t))
-            for t in range(len(self.retry_delays))
-        ]
-        result.append(("parked", "parked", self.parked_queue))
-        return result
-
-    def declare(self, channel: Any) -> None:
-        for exchange in (self.work_exchange, self.parking_exchange):
-            exchange(channel).declare()
-        for _, _, queue in self.queues():
-            queue(channel).declare()
-
-
 @dataclass
 class QueueDepth:
     messages: int
     consumers: int
+
+
+@dataclass
+class Delivery:
+    """One message as the broker handed it over: raw body, headers of any type, where from."""
+
+    body: bytes
+    headers: dict[Any, Any]
+    routing_key: str
+    queue: str
+    delivery_tag: int
+    redelivered: bool
+    channel: Any = field(repr=False, default=None)
+
+    @classmethod
+    def from_amqp(cls, message: Any, queue: str, channel: Any) -> Delivery:
+        """Never raises: whatever py-amqp made of the frames is taken as it is."""
+        info = getattr(message, "delivery_info", None) or {}
+        properties = getattr(message, "properties", None) or {}
+        headers = properties.get("application_headers")
+        body = message.body
+        if isinstance(body, str):  # only with auto_decode, which our channels turn off
+            body = body.encode("utf-8", "surrogateescape")
+        routing_key = info.get("routing_key")
+        return cls(
+            body=bytes(body or b""),
+            headers=dict(headers) if isinstance(headers, Mapping) else {},
+            routing_key=routing_key if isinstance(routing_key, str) else "",
+            queue=queue,
+            delivery_tag=int(info.get("delivery_tag") or message.delivery_tag),
+            redelivered=bool(info.get("redelivered")),
+            channel=channel,
+        )
+
+
+class Inbox:
+    """The deliveries of one consumer channel, buffered (see the module docstring)."""
+
+    def __init__(self, broker: Broker, channel: Any) -> None:
+        self._broker = broker
+        self.channel = channel
+        self._pending: deque[Delivery] = deque()
+
+    def _subscribe(self, queue: str) -> None:
+        def on_delivery(message: Any) -> None:
+            self._pending.append(Delivery.from_amqp(message, queue, self.channel))
+
+        self.channel.basic_consume(queue=queue, callback=on_delivery, no_ack=False)
+
+    def take(self, timeout: float) -> Delivery | None:
+        """The next delivery: a buffered one, or one that arrives within ``timeout``."""
+        if not self._pending:
+            self._broker.drain(timeout)
+        return self._pending.popleft() if self._pending else None
+
+    def __len__(self) -> int:
+        return len(self._pending)
 
 
 @dataclass
@@ -200,6 +177,7 @@ class Broker:
         heartbeat: int = HEARTBEAT_SECONDS,
     ) -> None:
         self.url = url
+        self._nodes = Nodes(url)
         self.topology = topology
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
@@ -217,7 +195,22 @@ class Broker:
 
     @property
     def safe_url(self) -> str:
-        return Connection(self.url).as_uri(include_password=False)
+        return self._nodes.safe_url
+
+    @property
+    def nodes(self) -> list[str]:
+        """The broker URL's nodes (with their passwords: never log these)."""
+        return self._nodes.urls
+
+    @property
+    def node(self) -> str | None:
+        """The node of the current (or last) connection, without its password."""
+        return self._nodes.current
+
+    @property
+    def connects(self) -> int:
+        """Connections opened so far; more than one means the process reconnected."""
+        return self._nodes.connects
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -228,22 +221,20 @@ class Broker:
         on_retry: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        """Connect and declare the topology; ``retries=None`` keeps trying (until ``stop``)."""
+        """Connect and declare the topology; ``retries=None`` keeps trying (until ``stop``).
+
+        One attempt tries every node of the URL once, starting with the node after the one
+        used last, so a process whose node went away moves on instead of waiting for it.
+        """
         attempt = 0
         while True:
             try:
                 with self.lock:
                     self._close_quietly()
-                    connection = Connection(
-                        self.url,
-                        heartbeat=self.heartbeat,
-                        connect_timeout=10,
-                        transport_options={"confirm_publish": True},
+                    self._connect_any_node()
+                    self._publish_channel = self.topology.declare(
+                        self._publish_channel, reopen=self.connection.channel
                     )
-                    connection.connect()
-                    self._connection = connection
-                    self._publish_channel = connection.channel()
-                    self.topology.declare(self._publish_channel)
                     self._declared = True
                 self._ever_connected = True
                 if self._keepalive is None and self.heartbeat:
@@ -262,6 +253,8 @@ class Broker:
                 # It let us in before: a node still starting up refuses for a moment.
                 attempt = self._wait_to_retry(e, attempt, retries, on_retry, stop)
             except CONNECTION_ERRORS as e:
+                with self.lock:
+                    self._close_quietly()
                 attempt = self._wait_to_retry(e, attempt, retries, on_retry, stop)
 
     def _wait_to_retry(
@@ -288,6 +281,15 @@ class Broker:
         if stop is None:
             time.sleep(delay)
         return attempt
+
+    def _connect_any_node(self) -> None:
+        """Open a connection to the first node that takes it (caller holds ``lock``)."""
+        self._connection = self._nodes.connect(
+            heartbeat=self.heartbeat,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            transport_options={"confirm_publish": True},
+        )
+        self._publish_channel = self._connection.channel()
 
     @property
     def connection(self) -> Connection:
@@ -423,31 +425,30 @@ class Broker:
     # -- consuming -----------------------------------------------------------------------------
 
     @contextmanager
-    def consuming(
-        self,
-        queues: Sequence[Queue],
-        on_message: Callable[[Any], None],
-        *,
-        prefetch: int,
-    ) -> Iterator[Any]:
-        """Consume ``queues`` on a channel of its own; messages go to ``on_message``."""
+    def consuming(self, queues: Sequence[Queue], *, prefetch: int) -> Iterator[Inbox]:
+        """Consume ``queues`` on a channel of its own; take the deliveries from the ``Inbox``.
+
+        Leaving the context closes the channel: every delivery not acked by then (the one in
+        hand, the buffered ones) goes back to its queue.
+        """
         with self.lock:
             channel = self.connection.channel()
+            channel.auto_decode = False  # bodies stay bytes, exactly as sent
             channel.basic_qos(prefetch_size=0, prefetch_count=prefetch, a_global=False)
-            consumer = Consumer(channel, queues=list(queues), on_message=on_message, no_ack=False)
-            consumer.consume()
+            inbox = Inbox(self, channel)
+            for queue in queues:
+                inbox._subscribe(queue.name)
         try:
-            yield channel
+            yield inbox
         finally:
             with self.lock:
                 try:
-                    consumer.cancel()
                     channel.close()
                 except Exception:
                     log.debug("closing the consumer channel failed", exc_info=True)
 
     def drain(self, timeout: float) -> bool:
-        """Deliver at most the pending frames; False when the timeout passed with nothing."""
+        """Read the frames that arrive within ``timeout``; False when nothing came."""
         with self.lock:
             conn = self.connection
             try:
@@ -455,7 +456,28 @@ class Broker:
             except TimeoutError:
                 conn.heartbeat_check()
                 return False
+            except RECONNECT_ON:
+                raise
+            except Exception as e:
+                # py-amqp failed to read a frame (a header value it cannot represent): the
+                # connection's state is unknown, so start afresh; the message comes back and
+                # the delivery limit parks it if it always does this.
+                raise BrokerUnavailableError(f"unreadable frame from RabbitMQ: {_reason(e)}") from e
         return True
+
+    def ack(self, delivery: Delivery) -> None:
+        """Acknowledge a delivery (it leaves its queue for good)."""
+        with self.lock:
+            try:
+                delivery.channel.basic_ack(delivery.delivery_tag)
+            except _ACK_ERRORS as e:
+                raise BrokerUnavailableError(f"could not acknowledge: {_reason(e)}") from e
+
+    def get(self, channel: Any, queue: str) -> Delivery | None:
+        """One message of ``queue`` by basic_get on ``channel`` (``new_channel``), not acked."""
+        with self.lock:
+            message = channel.basic_get(queue=queue, no_ack=False)
+        return None if message is None else Delivery.from_amqp(message, queue, channel)
 
     # -- inspection ----------------------------------------------------------------------------
 

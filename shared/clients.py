@@ -11,6 +11,7 @@ from shared.accounts import Credentials, key_fingerprint
 from shared.billomat import BillomatClient
 from shared.db import SyncAccount
 from shared.domain import GMI_APPLICATION
+from shared.findings import SORT_PREFIX, Findings
 from shared.gmi import GmiClient
 from shared.http import ApiHooks, NullHooks, Quota, build_session
 from shared.logs import register_secret
@@ -57,13 +58,18 @@ class AccountClients:
 
 
 class ClientFactory:
-    """Builds clients on one pooled HTTP session per process."""
+    """Builds clients on one pooled HTTP session per process.
+
+    With ``findings`` the clients start from what was learnt about the account (the sort
+    field Billomat accepts) and record what they learn.
+    """
 
     def __init__(
         self,
         settings: Settings,
         quota: QuotaBook,
         metrics: Metrics | None,
+        findings: Findings | None = None,
         *,
         work: bool = False,
     ) -> None:
@@ -72,6 +78,7 @@ class ClientFactory:
         self._settings = settings
         self._quota = quota
         self._metrics = metrics
+        self._findings = findings
         self._work = work
         self._session: requests.Session = build_session(pool_size=20)
 
@@ -80,15 +87,35 @@ class ClientFactory:
             return NullHooks()
         return self._metrics.api_hooks(account_name)
 
-    def for_account(self, account: SyncAccount, credentials: Credentials) -> AccountClients:
+    def for_account(
+        self,
+        account: SyncAccount,
+        credentials: Credentials,
+        *,
+        hooks: ApiHooks | None = None,
+    ) -> AccountClients:
+        """``hooks`` replaces the metrics hooks (e.g. to count a command's calls)."""
         # Whatever happens later, these never reach a log line in clear.
         register_secret(credentials.gmi_api_key)
         register_secret(credentials.billomat_api_key)
         scopes = Scopes(billomat=account.billomat_id, gmi=key_fingerprint(credentials.gmi_api_key))
         gate = QuotaGate(self._quota, scopes, work=self._work)
-        hooks = AccountHooks(self._hooks(account.name), gate)
+        hooks = AccountHooks(hooks or self._hooks(account.name), gate)
         settings = self._settings
         app_secret = settings.billomat_app_secret
+        findings, account_id = self._findings, account.id
+
+        def sort_fields() -> dict[str, str]:
+            # Read when a list call first needs it: callers may hold a transaction right now.
+            return findings.sort_fields(account_id) if findings is not None else {}
+
+        def learnt(family: str, field: str) -> None:
+            if findings is not None:
+                answer = (
+                    f"Billomat refused the usual sort; {family} lists sort by {field or 'nothing'}"
+                )
+                findings.record(account_id, SORT_PREFIX + family, field, answer)
+
         return AccountClients(
             gmi=GmiClient(
                 credentials.gmi_api_key,
@@ -106,6 +133,8 @@ class ClientFactory:
                 app_secret=app_secret.get_secret_value() if app_secret else None,
                 session=self._session,
                 hooks=hooks,
+                sort_fields=sort_fields,
+                on_sort_learnt=learnt,
                 gate=gate,
             ),
             gmi_scope=scopes.gmi,

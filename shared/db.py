@@ -49,6 +49,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
+from shared import dberrors
 from shared.errors import BelegsyncError, NotMigratedError, SetupError
 
 log = logging.getLogger(__name__)
@@ -343,6 +344,25 @@ class LoginThrottle(Base):
     blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class AccountFinding(Base):
+    """What belegsync learnt about an account's APIs where their documentation is silent.
+
+    Written by ``belegsync doctor`` and by the running service when an answer shows it (a
+    refused sort, an upload found without its marker); read by the clients to adapt.
+    """
+
+    __tablename__ = "account_findings"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(20))  # doctor | runtime
+    observed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class DatabaseError(BelegsyncError):
     """The database cannot be reached or refused an operation."""
 
@@ -361,6 +381,7 @@ class Database:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        dberrors.install(self.engine)
         if self.is_sqlite:
             _make_sqlite_transactional(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

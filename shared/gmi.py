@@ -1,354 +1,90 @@
 """GetMyInvoices (GMI) Accounts API v3 client: documents out (export), PDFs in (import).
 
-GMI's answers vary (getmyinvoices.md §2, §5, §11): ``records`` as a list or as an object keyed
-by uid, numbers as numbers or strings, two shapes of 422 body, ``success: false`` inside a 200,
-and rate limits reported as 403 with code 429 and no headers. The parsers below absorb that;
-``GmiClient`` only builds calls and checks answers.
+``GmiClient`` builds calls, checks answers (the parsers in ``shared.gmi_parsing`` absorb GMI's
+varying shapes) and confirms an unexplained 403 with ``GET /apiStatus`` before anyone pauses an
+account for it: the spec's example body for its limits is ``{}`` (getmyinvoices.md §2.1).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import requests
 
+from shared.auth import SecretHeaderAuth
 from shared.domain import GMI_DOCUMENT_TYPES
-from shared.errors import ConfigurationError
+from shared.errors import ApiError, ConfigurationError, RateLimitedError
+from shared.gmi_parsing import (
+    MAX_PER_PAGE,
+    Company,
+    DocumentPage,
+    Failure,
+    GmiDocument,
+    GmiUpload,
+    Workflow,
+    format_since,
+    is_failure_envelope,
+    new_uid,
+    next_minute,
+    parse_company,
+    parse_document_page,
+    parse_single_document,
+    rate_limit_reset,
+    read_failure,
+    records_of,
+    upload_body,
+)
 from shared.http import (
     DEFAULT_TIMEOUT,
     ApiHooks,
     Call,
     CallGate,
-    ResponseShapeError,
-    SecretHeaderAuth,
+    ErrorRule,
     Transport,
-    decode_base64,
+    confirmation,
+    encode_query,
+)
+from shared.readers import (
+    ResponseShapeError,
     describe_body,
     encode_base64,
-    encode_query,
-    is_empty,
     json_body,
     read_bool,
-    read_date,
-    read_decimal,
-    read_int,
-    read_str,
-    retry_after,
 )
+
+# Result types live with their parsers; importing them from here is the client's interface.
+__all__ = [
+    "API",
+    "DEFAULT_BASE_URL",
+    "MAX_PER_PAGE",
+    "Company",
+    "DocumentPage",
+    "Failure",
+    "GmiClient",
+    "GmiDocument",
+    "GmiUpload",
+    "LimitRefusal",
+    "Workflow",
+    "rate_limit_reset",
+    "read_failure",
+]
 
 API = "gmi"
 DEFAULT_BASE_URL = "https://api.getmyinvoices.com/accounts/v3"
-MAX_PER_PAGE = 500
-BERLIN = ZoneInfo("Europe/Berlin")
-
-
-# ---------------------------------------------------------------------------------------------
-# Results and inputs
 
 
 @dataclass(frozen=True)
-class Workflow:
-    name: str
-    step: str
-    is_completed: bool
+class LimitRefusal:
+    """How GMI refused the call that went over a limit (``provoke_limit``)."""
 
-
-@dataclass(frozen=True)
-class GmiDocument:
-    uid: int
-    document_type: str
-    document_number: str
-    document_date: date | None
-    created_at: date | None
-    company_uid: int | None
-    company_name: str
-    net_amount: Decimal | None
-    gross_amount: Decimal | None
-    currency: str
-    tags: tuple[str, ...]
-    is_archived: bool
-    is_locked: bool
-    filename: str
-    note: str
-    source: str = ""  # who put it into GMI ("Manual", an application's x-application)
-    workflow: Workflow | None = None
-    content: bytes | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class DocumentPage:
-    records: list[GmiDocument]
-    page: int
-    total_count: int
-    max_pages: int | None
-    per_page: int = MAX_PER_PAGE  # the page size asked for; used when maxPages is absent
-
-    @property
-    def has_more(self) -> bool:
-        if not self.records:
-            return False
-        if self.max_pages is not None:
-            return self.page < self.max_pages
-        return self.page * self.per_page < self.total_count
-
-
-@dataclass(frozen=True)
-class GmiUpload:
-    file_name: str
-    content: bytes = field(repr=False)
-    document_type: str
-    company_id: int | None = None
-    document_number: str | None = None
-    document_date: date | None = None
-    net_amount: Decimal | None = None
-    gross_amount: Decimal | None = None
-    currency: str | None = None
-    tags: Sequence[str] = ()
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Company:
-    uid: int
-    name: str
-    company_type: str
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsers (pure: JSON in, dataclasses out)
-
-
-def records_of(value: object) -> list[Mapping[str, Any]]:
-    """``records`` as a list, as an object keyed by uid (PHP ``json_encode`` of a sparse
-    array), or one bare record."""
-    if isinstance(value, list):
-        return [item for item in value if isinstance(item, Mapping)]
-    if isinstance(value, Mapping):
-        if any(key in value for key in ("documentUid", "companyUid", "countryUid")):
-            return [value]
-        return [item for item in value.values() if isinstance(item, Mapping)]
-    return []
-
-
-def _tags(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):  # v2 sent a comma-separated string
-        return tuple(t.strip() for t in value.split(",") if t.strip())
-    if isinstance(value, list):
-        return tuple(read_str(t) for t in value if read_str(t))
-    return ()
-
-
-def parse_workflow(value: object) -> Workflow | None:
-    # Absent, null, {} or [] (PHP's empty array) all mean "no approval workflow".
-    if not isinstance(value, Mapping) or not value:
-        return None
-    workflow = value.get("currentWorkflow")
-    step = value.get("currentWorkflowStep")
-    return Workflow(
-        name=read_str(workflow.get("name")) if isinstance(workflow, Mapping) else "",
-        step=read_str(step.get("name")) if isinstance(step, Mapping) else "",
-        is_completed=read_bool(value.get("isCompleted")),
-    )
-
-
-def parse_document(
-    record: Mapping[str, Any], *, content: bytes | None = None, uid: int | None = None
-) -> GmiDocument:
-    found = read_int(record.get("documentUid", record.get("prim_uid")))
-    if found is None and uid is None:
-        raise ResponseShapeError("document without a numeric documentUid")
-    return GmiDocument(
-        uid=found if found is not None else int(uid or 0),
-        document_type=read_str(record.get("documentType")),
-        document_number=read_str(record.get("documentNumber")),
-        document_date=read_date(record.get("documentDate")),
-        created_at=read_date(record.get("createdAt")),
-        # 0 means "no company" (companyFilter uses -1 for unassigned; records show 0/null).
-        company_uid=read_int(record.get("companyUid")) or None,
-        company_name=read_str(record.get("companyName")),
-        net_amount=read_decimal(record.get("netAmount")),
-        gross_amount=read_decimal(record.get("grossAmount")),
-        currency=read_str(record.get("currency")),
-        tags=_tags(record.get("tags")),
-        is_archived=read_bool(record.get("isArchived")),
-        is_locked=read_bool(record.get("isLocked")),
-        filename=read_str(record.get("filename", record.get("fileName"))),
-        note=read_str(record.get("note")),
-        source=read_str(record.get("source")),
-        workflow=parse_workflow(record.get("workflowDetails")),
-        content=content,
-    )
-
-
-def parse_document_page(body: object, page: int, per_page: int) -> DocumentPage:
-    if isinstance(body, list):  # a bare array: everything on one page
-        records = records_of(body)
-        return DocumentPage([parse_document(r) for r in records], page, len(records), 1, per_page)
-    if not isinstance(body, Mapping):
-        raise ResponseShapeError("the document list is not a JSON object")
-    records = records_of(body.get("records"))
-    total = read_int(body.get("totalCount"))
-    return DocumentPage(
-        records=[parse_document(r) for r in records],
-        page=page,
-        total_count=total if total is not None else (page - 1) * per_page + len(records),
-        max_pages=read_int(body.get("maxPages")),
-        per_page=per_page,
-    )
-
-
-def parse_single_document(body: object, uid: int) -> GmiDocument:
-    if not isinstance(body, Mapping):
-        raise ResponseShapeError("the document is not a JSON object")
-    meta = body.get("meta_data")
-    record = meta if isinstance(meta, Mapping) else body
-    raw_file = body.get("fileContent", body.get("file_content"))
-    content = None if is_empty(raw_file) else decode_base64(raw_file, "fileContent")
-    return parse_document(record, content=content, uid=uid)
-
-
-def parse_company(record: Mapping[str, Any]) -> Company:
-    uid = read_int(record.get("companyUid", record.get("prim_uid")))
-    if uid is None:
-        raise ResponseShapeError("company without a numeric companyUid")
-    return Company(
-        uid=uid,
-        name=read_str(record.get("name")),
-        company_type=read_str(record.get("companyType", record.get("company_type"))),
-    )
-
-
-def new_uid(body: object, *names: str) -> int:
-    if isinstance(body, Mapping):
-        for name in names:
-            uid = read_int(body.get(name))
-            if uid is not None:
-                return uid
-        meta = body.get("meta_data")
-        if isinstance(meta, Mapping):
-            return new_uid(meta, *names)
-    raise ResponseShapeError(f"no {names[0]} in the answer")
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What a GMI error body says: its own code and reason."""
-
+    calls: int  # calls it took, the refused one included
+    status: int
     code: int | None
     detail: str
-
-
-def read_failure(body: object) -> Failure:
-    """Both 422 shapes, the 403/415/503 ``{code, detail}`` shape and ``{}``.
-
-    With several entries in ``errors``, the first one's code classifies the failure.
-    """
-    if not isinstance(body, Mapping):
-        return Failure(None, "")
-    errors = body.get("errors")
-    if isinstance(errors, list | Mapping):
-        entries = [errors] if isinstance(errors, Mapping) else errors
-        entries = [e for e in entries if isinstance(e, Mapping)]
-        if entries:
-            detail = "; ".join(read_str(e.get("detail") or e.get("message")) for e in entries if e)
-            return Failure(read_int(entries[0].get("code")), detail)
-    code = read_int(body.get("error_code", body.get("code")))
-    detail = read_str(body.get("detail") or body.get("message") or body.get("error"))
-    return Failure(code, detail)
-
-
-def is_failure_envelope(body: object) -> bool:
-    """``success: false`` in an otherwise successful answer."""
-    return isinstance(body, Mapping) and "success" in body and not read_bool(body["success"], True)
-
-
-# Rate-limit reset estimates: GMI sends no headers, only a text (getmyinvoices.md §3).
-
-
-def _next_minute(now: datetime) -> datetime:
-    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-
-
-def _next_hour(now: datetime) -> datetime:
-    # Whole hours coincide in UTC and Berlin time, so the UTC boundary is the server's.
-    return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-
-
-def _next_berlin_midnight(now: datetime) -> datetime:
-    tomorrow = now.astimezone(BERLIN).date() + timedelta(days=1)
-    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=BERLIN).astimezone(UTC)
-
-
-_RESET_BY_TEXT: tuple[tuple[re.Pattern[str], Callable[[datetime], datetime]], ...] = (
-    (re.compile(r"minute", re.IGNORECASE), _next_minute),
-    (re.compile(r"\b(day|daily|24 ?h)", re.IGNORECASE), _next_berlin_midnight),
-    (re.compile(r"hour", re.IGNORECASE), _next_hour),
-)
-UPLOAD_LIMIT_CODE = 105  # "Hourly upload limit of 100 documents reached."
-
-
-def rate_limit_reset(
-    failure: Failure, response: requests.Response, now: datetime | None = None
-) -> datetime | None:
-    """When a refused call may be tried again; ``None`` leaves the 60 s default."""
-    now = now or datetime.now(UTC)
-    if failure.code == UPLOAD_LIMIT_CODE:
-        return _next_hour(now)
-    header = retry_after(response)  # not documented; honoured should GMI ever send it
-    if header is not None:
-        return header
-    for pattern, reset in _RESET_BY_TEXT:
-        if pattern.search(failure.detail):
-            return reset(now)
-    return None
-
-
-def upload_body(upload: GmiUpload) -> dict[str, Any]:
-    if upload.document_type not in GMI_DOCUMENT_TYPES:
-        raise ValueError(f"unknown GMI document type {upload.document_type!r}")
-    if not upload.file_name or not upload.content:
-        raise ValueError("an upload needs a file name and content")
-    body: dict[str, Any] = {
-        "fileName": upload.file_name,
-        "fileContent": encode_base64(upload.content),
-        "documentType": upload.document_type,
-    }
-    optional: dict[str, Any] = {
-        "companyId": upload.company_id,
-        "documentNumber": upload.document_number,
-        "documentDate": upload.document_date.isoformat() if upload.document_date else None,
-        # Amounts go out as strings, as in the spec's example ("2000.00").
-        "netAmount": _amount(upload.net_amount),
-        "grossAmount": _amount(upload.gross_amount),
-        "currency": upload.currency,
-        "tags": list(upload.tags) or None,
-        "note": upload.note,
-    }
-    body.update({k: v for k, v in optional.items() if v is not None})
-    return body
-
-
-def _amount(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
-
-
-def format_since(moment: datetime) -> str:
-    """``updatedOrNewSinceFilter`` as ``Y-m-d H:i:s`` in UTC.
-
-    The server's timezone for this filter is unconfirmed, probably Europe/Berlin, which is
-    ahead of UTC all year. Sending UTC means a Berlin-reading server sees an earlier moment:
-    the window only gets wider and no change is ever missed; the cost is re-seeing a few
-    documents, which the ledger deduplicates.
-    """
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("updated_since must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    rule: ErrorRule  # how the error table reads the answer on its own
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,6 +258,42 @@ class GmiClient:
         # Only success matters here; an empty 200 is taken as one (the update is idempotent).
         self._json(call, allow_empty=True)
 
+    def delete_document(self, uid: int) -> None:
+        """Delete a document (``belegsync doctor`` removes its write probe this way)."""
+        call = self._call("DELETE", f"/documents/{int(uid)}", "/documents/{uid}")
+        self._json(call, allow_empty=True)
+
+    # --- the account and its limits ---------------------------------------------------------
+
+    def api_status(self) -> dict[str, str]:
+        """``GET /apiStatus``; returns the rate-limit headers GMI sent (none are documented)."""
+        call = self._call("GET", "/apiStatus")
+        response = self._transport.send(call)
+        self._answer(call, response)
+        return {
+            name: value
+            for name, value in response.headers.items()
+            if "rate" in name.lower() or "limit" in name.lower()
+        }
+
+    def provoke_limit(self, max_calls: int) -> LimitRefusal | None:
+        """Call ``GET /apiStatus`` until GMI refuses one, to see how it says so.
+
+        Spends up to ``max_calls`` calls of the per-minute (and daily) quota: only
+        ``belegsync doctor --limit-probe`` does this, on the operator's word.
+        """
+        call = self._call("GET", "/apiStatus")
+        for n in range(1, max_calls + 1):
+            response = self._transport.send(call)
+            if 200 <= response.status_code < 300:
+                continue
+            body = json_body(response)
+            failure = read_failure(body)
+            detail = failure.detail or ("" if body is not None else describe_body(response))
+            rule = self._transport.rule_for(response.status_code, failure.code, detail)
+            return LimitRefusal(n, response.status_code, failure.code, detail, rule)
+        return None
+
     # --- reference data ---------------------------------------------------------------------
 
     def list_companies(self) -> list[Company]:
@@ -585,7 +357,11 @@ class GmiClient:
         )
 
     def _json(self, call: Call, *, allow_empty: bool = False) -> tuple[Any, int]:
-        response = self._transport.send(call)
+        return self._answer(call, self._transport.send(call), allow_empty=allow_empty)
+
+    def _answer(
+        self, call: Call, response: requests.Response, *, allow_empty: bool = False
+    ) -> tuple[Any, int]:
         status = response.status_code
         body = json_body(response)
         if 200 <= status < 300:
@@ -597,12 +373,40 @@ class GmiClient:
                 return body, status
         failure = read_failure(body)
         detail = failure.detail or (describe_body(response) if body is None else "")
+        # The failure envelope inside a 2xx reads like the spec's 422 with the same code.
+        table_status = 422 if 200 <= status < 300 else None
+        rule = self._transport.rule_for(status, failure.code, detail, table_status=table_status)
+        reset_at = rate_limit_reset(failure, response)
+        if rule.confirm:
+            rule, confirmed_reset = self._confirm()
+            reset_at = confirmed_reset or reset_at or next_minute(datetime.now(UTC))
         raise self._transport.error(
             call,
             status=status,
             code=failure.code,
             detail=detail,
-            reset_at=rate_limit_reset(failure, response),
-            # The failure envelope inside a 2xx reads like the spec's 422 with the same code.
-            table_status=422 if 200 <= status < 300 else None,
+            reset_at=reset_at,
+            rule=rule,
         )
+
+    def _confirm(self) -> tuple[ErrorRule, datetime | None]:
+        """Ask ``GET /apiStatus`` what an unexplained 403 meant (getmyinvoices.md §2.1).
+
+        A limit passes; only a key the status call, too, rejects with a reason is a matter
+        for the operator. Never itself confirmed: one cheap question, no loop.
+        """
+        call = self._call("GET", "/apiStatus")
+        try:
+            response = self._transport.send(call)
+        except ApiError:
+            return confirmation(API, "unexplained"), None
+        body = json_body(response)
+        ok = 200 <= response.status_code < 300 and body is not None
+        if ok and not is_failure_envelope(body):
+            return confirmation(API, "works"), None
+        failure = read_failure(body)
+        detail = failure.detail or (describe_body(response) if body is None else "")
+        rule = self._transport.rule_for(response.status_code, failure.code, detail)
+        if rule.confirm or rule.error not in (ConfigurationError, RateLimitedError):
+            return confirmation(API, "unexplained"), None
+        return rule, rate_limit_reset(failure, response)

@@ -1,15 +1,14 @@
 """HTTP plumbing shared by the GMI and Billomat clients.
 
-Pooled sessions, header auth that never shows its key, the one error table that maps both APIs'
-answers onto ``shared.errors``, and the translation of ``requests`` failures at this boundary.
-API-specific body parsing lives in ``shared.gmi`` and ``shared.billomat``.
+Pooled sessions, the one error table that maps both APIs' answers onto ``shared.errors`` (and
+the cheap second question that settles an answer which cannot tell on its own), and the
+translation of ``requests`` failures at this boundary. Reading bodies and scalars lives in
+``shared.readers``, header secrets in ``shared.auth``, API-specific parsing in
+``shared.gmi_parsing`` and ``shared.billomat_parsing``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import html
 import importlib.metadata
 import json
 import logging
@@ -18,15 +17,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote_plus, urlencode
-from zoneinfo import ZoneInfo
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.auth import AuthBase
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -36,6 +32,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
+from shared.auth import Redactor, SecretHeaderAuth
 from shared.errors import (
     ApiError,
     ConfigurationError,
@@ -45,13 +42,13 @@ from shared.errors import (
     RateLimitedError,
     TransientError,
 )
+from shared.readers import ResponseShapeError, short_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 120.0)  # connect, read: bodies are MBs of base64
 DEFAULT_POOL_SIZE = 10
 FALLBACK_RATE_LIMIT_WAIT = timedelta(seconds=60)
-MAX_DETAIL_CHARS = 300
 
 # Methods that cannot change anything on the server: a lost answer to them is never ambiguous.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -121,9 +118,13 @@ class ErrorRule:
     """One row: which answers of which API mean which exception.
 
     ``api`` is ``"gmi"``, ``"billomat"`` or ``"*"`` (any); ``code`` is the API's own error code
-    or ``None`` (any code). ``may_have_landed`` marks answers after which a write may still have
-    been performed (a gateway gave up waiting, the server failed half-way), so that retrying a
-    write blindly could duplicate it.
+    or ``None`` (any code); ``detail`` a pattern the answer's text must contain (case does not
+    matter); ``origin`` whether the answer came from the API itself (``"app"``) or from
+    something in front of it (``"gateway"``: a firewall or proxy page without the API's
+    headers). ``may_have_landed`` marks answers after which a write may still have been
+    performed (a gateway gave up waiting, the server failed half-way), so that retrying a write
+    blindly could duplicate it. ``confirm`` marks answers that cannot tell on their own what
+    happened: the client asks a cheap second question (``CONFIRMATIONS``) before acting.
     """
 
     api: str
@@ -133,18 +134,32 @@ class ErrorRule:
     error: type[ApiError]
     reason: str
     may_have_landed: bool = False
+    detail: re.Pattern[str] | None = None
+    origin: str | None = None
+    confirm: bool = False
 
-    def matches(self, api: str, status: int, code: int | None) -> bool:
+    def matches(
+        self, api: str, status: int, code: int | None, text: str = "", origin: str | None = None
+    ) -> bool:
         return (
             self.api in ("*", api)
             and self.status_from <= status <= self.status_to
             and (self.code is None or self.code == code)
+            and (self.detail is None or bool(self.detail.search(text)))
+            and (self.origin is None or self.origin == origin)
         )
 
-    def specificity(self) -> tuple[bool, bool, int]:
-        # A row naming a code beats one that does not, a row naming the API beats "*", and a
-        # narrow status range beats a wide one: the table reads like a list of exceptions.
-        return (self.code is not None, self.api != "*", -(self.status_to - self.status_from))
+    def specificity(self) -> tuple[bool, bool, bool, bool, int]:
+        # A row naming a code beats one that does not, then one naming a text, then one naming
+        # the origin, a row naming the API beats "*", and a narrow status range beats a wide
+        # one: the table reads like a list of exceptions.
+        return (
+            self.code is not None,
+            self.detail is not None,
+            self.origin is not None,
+            self.api != "*",
+            -(self.status_to - self.status_from),
+        )
 
 
 def _rule(
@@ -155,29 +170,72 @@ def _rule(
     reason: str,
     *,
     may_have_landed: bool = False,
+    detail: str | None = None,
+    origin: str | None = None,
+    confirm: bool = False,
 ) -> ErrorRule:
     lo, hi = (status, status) if isinstance(status, int) else status
-    return ErrorRule(api, lo, hi, code, error, reason, may_have_landed)
+    pattern = re.compile(detail, re.IGNORECASE) if detail else None
+    return ErrorRule(api, lo, hi, code, error, reason, may_have_landed, pattern, origin, confirm)
 
 
 ERROR_TABLE: tuple[ErrorRule, ...] = (
     # --- Billomat (billomat.md §1.5, §2): plain text or {"errors":{"error":...}} bodies.
     _rule("billomat", 400, None, PermanentError, "bad request"),
     _rule("billomat", 401, None, ConfigurationError, "API key rejected"),
-    _rule("billomat", 403, None, ConfigurationError, "access forbidden"),
+    # 403 is not among Billomat's documented answers. From the API itself (it carries the rate
+    # headers every answer of Billomat carries) it is confirmed with a cheap call; from
+    # something in front of the API (a firewall, a proxy) it says nothing about the key.
+    _rule("billomat", 403, None, ConfigurationError, "access forbidden", confirm=True),
+    _rule(
+        "billomat",
+        403,
+        None,
+        TransientError,
+        "forbidden by something in front of the API (a firewall or proxy page, no rate headers)",
+        origin="gateway",
+    ),
     _rule("billomat", 404, None, NotFoundError, "not found"),
     _rule("billomat", 422, None, PermanentError, "validation failed"),
     _rule("billomat", 429, None, RateLimitedError, "request quota used up"),
     _rule("billomat", (500, 599), None, TransientError, "server error", may_have_landed=True),
     _rule("billomat", 503, None, TransientError, "service unavailable"),
-    # --- GMI (getmyinvoices.md §2): auth and call limits share the 403 family.
+    # --- GMI (getmyinvoices.md §2): auth and call limits share the 403 family. The sub-code
+    # decides; without one the text may; an answer with neither (the spec's example body is
+    # {}) is confirmed with GET /apiStatus before anything is paused.
     _rule("gmi", 400, None, PermanentError, "invalid or missing parameters"),
-    _rule("gmi", 403, None, ConfigurationError, "API key rejected"),
+    _rule("gmi", 403, None, ConfigurationError, "refused (403) without a reason", confirm=True),
     _rule("gmi", 403, 403, ConfigurationError, "API key does not exist"),
     _rule("gmi", 403, 407, ConfigurationError, "API key is blocked"),
     _rule("gmi", 403, 429, RateLimitedError, "API call limit reached"),
     _rule("gmi", 403, 430, ConfigurationError, "API key lacks the required permission"),
     _rule("gmi", 403, 431, ConfigurationError, "account cancelled"),
+    _rule(
+        "gmi",
+        403,
+        None,
+        RateLimitedError,
+        "API call limit reached",
+        detail=r"limit|exceed|too many|quota",
+    ),
+    _rule(
+        "gmi",
+        403,
+        None,
+        ConfigurationError,
+        "API key does not exist",
+        detail=r"api.?key.*(does not exist|not found|invalid|unknown)|invalid api.?key",
+    ),
+    _rule("gmi", 403, None, ConfigurationError, "API key is blocked", detail=r"\bblocked\b"),
+    _rule(
+        "gmi",
+        403,
+        None,
+        ConfigurationError,
+        "API key lacks the required permission",
+        detail=r"permission",
+    ),
+    _rule("gmi", 403, None, ConfigurationError, "account cancelled", detail=r"cancel"),
     _rule("gmi", 405, None, PermanentError, "method not allowed"),
     _rule("gmi", 415, None, PermanentError, "request content type rejected"),
     _rule("gmi", 422, None, PermanentError, "request rejected"),
@@ -198,77 +256,49 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     _rule("*", (400, 499), None, PermanentError, "request rejected"),
     _rule("*", 401, None, ConfigurationError, "not authorised"),
     _rule("*", 408, None, TransientError, "request timed out at the server"),
+    # A gateway refusing a large body does not say its limit; the client adds the size sent.
+    _rule("*", 413, None, PermanentError, "too large for the server"),
     _rule("*", 429, None, RateLimitedError, "rate limited"),
     _rule("*", (500, 599), None, TransientError, "server error", may_have_landed=True),
 )
 
+# What the cheap second question makes of an answer marked ``confirm``: "works" when it
+# succeeded, "unexplained" when it was refused just as vaguely (or not answered). Any other
+# answer to it is classified by ERROR_TABLE like every answer.
+CONFIRMATIONS: dict[tuple[str, str], ErrorRule] = {
+    ("gmi", "works"): _rule(
+        "gmi", 403, None, RateLimitedError,
+        "refused with 403 while the key answers GET /apiStatus: a call limit, waited out",
+    ),
+    ("gmi", "unexplained"): _rule(
+        "gmi", 403, None, RateLimitedError,
+        "refused with 403 without a reason, and so was GET /apiStatus: waited out as a limit; "
+        "a rejected key would say so",
+    ),
+    ("billomat", "works"): _rule(
+        "billomat", 403, None, ConfigurationError,
+        "this call is forbidden (403) while the key works: the key's user lacks a permission",
+    ),
+    ("billomat", "unexplained"): _rule(
+        "billomat", 403, None, ConfigurationError,
+        "every call is forbidden (403), also GET /clients/myself: check the key's user",
+    ),
+}  # fmt: skip
+
 _CATCH_ALL = ErrorRule("*", 0, 999, None, TransientError, "unexpected answer", True)
 
 
-def lookup_rule(api: str, status: int, code: int | None) -> ErrorRule:
+def lookup_rule(
+    api: str, status: int, code: int | None, text: str = "", origin: str | None = None
+) -> ErrorRule:
     """The most specific row of ``ERROR_TABLE`` for this answer."""
-    candidates = [rule for rule in ERROR_TABLE if rule.matches(api, status, code)]
+    candidates = [rule for rule in ERROR_TABLE if rule.matches(api, status, code, text, origin)]
     return max(candidates, key=ErrorRule.specificity, default=_CATCH_ALL)
 
 
-# ---------------------------------------------------------------------------------------------
-# Secrets and short reasons
-
-
-class ResponseShapeError(ValueError):
-    """A successful answer whose body does not have the documented shape."""
-
-
-class Redactor:
-    """Removes known secrets from text that may have come from a server (which can echo them)."""
-
-    def __init__(self, secrets: Iterable[str | None]) -> None:
-        # Longest first so that a secret containing another is removed whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __repr__(self) -> str:
-        return f"Redactor({len(self._secrets)} secrets)"
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-_WS_RE = re.compile(r"\s+")
-
-
-def short_text(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
-    """One line of at most ``limit`` characters."""
-    text = _WS_RE.sub(" ", html.unescape(text)).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_HTML_RE = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<h1|<title)", re.IGNORECASE)
-
-
-def looks_like_html(response: requests.Response) -> bool:
-    ctype = response.headers.get("Content-Type", "").lower()
-    return "html" in ctype or bool(_HTML_RE.match(response.content[:200]))
-
-
-def describe_body(response: requests.Response) -> str:
-    """A short reason for a body we cannot read: never the whole page."""
-    if not response.content.strip():
-        return f"HTTP {response.status_code} with an empty body"
-    if looks_like_html(response):
-        return f"HTTP {response.status_code} with an HTML body"
-    return f"HTTP {response.status_code} with an unparseable body"
-
-
-def json_body(response: requests.Response) -> Any | None:
-    """The decoded JSON body, or ``None`` when there is none or it is not JSON."""
-    if not response.content.strip() or looks_like_html(response):
-        return None
-    try:
-        return json.loads(response.content)
-    except ValueError:  # includes UnicodeDecodeError
-        return None
+def confirmation(api: str, outcome: str) -> ErrorRule:
+    """The row for what a confirming call said (``"works"`` or ``"unexplained"``)."""
+    return CONFIRMATIONS[(api, outcome)]
 
 
 def encode_query(params: Iterable[tuple[str, object]], *, safe: str = "") -> str:
@@ -298,33 +328,6 @@ def build_session(pool_size: int = DEFAULT_POOL_SIZE) -> requests.Session:
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     return session
-
-
-_BAD_SECRET_RE = re.compile(r"^\s|\s$|[\x00-\x1f\x7f]")
-
-
-class SecretHeaderAuth(AuthBase):
-    """Sends secrets in request headers; its repr names the headers, never their values.
-
-    Values are checked here because ``requests`` would reject a bad one with an exception
-    that quotes it.
-    """
-
-    def __init__(self, headers: Mapping[str, str]) -> None:
-        for name, value in headers.items():
-            if not value or _BAD_SECRET_RE.search(value):
-                raise ValueError(f"the {name} value is empty or has whitespace/control characters")
-        self._headers = dict(headers)
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers.update(self._headers)
-        return request
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(headers={sorted(self._headers)!r}, values=***)"
-
-    def secrets(self) -> list[str]:
-        return list(self._headers.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,6 +441,18 @@ class Transport:
         # The request left this process: a write may have landed although no answer came.
         return TransientError(what, api=self.api, ambiguous=call.writes)
 
+    def rule_for(
+        self,
+        status: int,
+        code: int | None = None,
+        detail: str = "",
+        *,
+        origin: str | None = None,
+        table_status: int | None = None,
+    ) -> ErrorRule:
+        """The table's row for this answer (``table_status``: classify as if it had that)."""
+        return lookup_rule(self.api, table_status or status, code, detail, origin)
+
     def error(
         self,
         call: Call,
@@ -447,15 +462,21 @@ class Transport:
         detail: str = "",
         reset_at: datetime | None = None,
         table_status: int | None = None,
+        rule: ErrorRule | None = None,
+        note: str = "",
     ) -> ApiError:
         """The exception the table prescribes for this answer.
 
         ``table_status`` classifies the answer as if it had that status (GMI's failure envelope
-        inside a 200 reads like a 422) while the exception keeps the real ``status``.
+        inside a 200 reads like a 422) while the exception keeps the real ``status``. ``rule``
+        is a row the caller already settled on (after confirming an ambiguous answer); ``note``
+        adds what the caller knows beyond the answer (e.g. the size of a refused upload).
         """
-        rule = lookup_rule(self.api, table_status or status, code)
+        rule = rule or self.rule_for(status, code, detail, table_status=table_status)
         detail = short_text(self.redact(detail)) if detail else ""
         message = f"{rule.reason}: {detail}" if detail else rule.reason
+        if note:
+            message = f"{message}; {note}"
         message = f"{message} ({call.endpoint})"
         if rule.error is RateLimitedError:
             self.hooks.on_rate_limited(self.api)
@@ -509,129 +530,3 @@ def _request_was_sent(e: requests.RequestException) -> bool:
     # With no retries configured, urllib3 wraps only connection-opening failures in
     # MaxRetryError; failures after sending (reset, closed, read timeout) arrive unwrapped.
     return not (isinstance(inner, MaxRetryError) and isinstance(inner.reason, _NOT_SENT))
-
-
-def epoch_to_utc(value: str | None) -> datetime | None:
-    """An epoch-seconds header value as an aware UTC datetime, or ``None``."""
-    if not value:
-        return None
-    try:
-        return datetime.fromtimestamp(float(value.strip()), UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-def retry_after(response: requests.Response) -> datetime | None:
-    """``Retry-After`` (seconds) if a server sends it; neither API documents it."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return datetime.now(UTC) + timedelta(seconds=int(value))
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Lenient readers for scalars: both APIs send numbers as strings, empties as "" or null.
-
-_BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def is_empty(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def read_str(value: object) -> str:
-    if is_empty(value) or isinstance(value, Mapping | list):
-        return ""
-    return str(value).strip()
-
-
-def read_int(value: object) -> int | None:
-    if is_empty(value) or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-    return int(number) if number == number.to_integral_value() else None
-
-
-def read_decimal(value: object) -> Decimal | None:
-    if is_empty(value) or isinstance(value, bool):
-        return None
-    try:
-        # str() first: Decimal(0.1) would carry the float's binary noise.
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
-_TRUE = frozenset({"1", "true", "yes"})
-_FALSE = frozenset({"0", "false", "no", ""})
-
-
-def read_bool(value: object, default: bool = False) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return default
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    return default
-
-
-def read_date(value: object) -> date | None:
-    """``YYYY-MM-DD`` (a longer timestamp keeps its date part); sentinels such as
-    ``0000-00-00`` and ``""`` are ``None``."""
-    text = read_str(value)
-    try:
-        parsed = date.fromisoformat(text[:10])
-    except ValueError:
-        return None
-    return None if parsed.year <= 1 else parsed
-
-
-def read_datetime(value: object) -> datetime | None:
-    """An ISO-8601 timestamp as aware UTC; one without an offset is read as Berlin time.
-
-    Billomat sends German local time with its offset (``+01:00``/``+02:00``) and uses
-    ``0001-01-01T00:00:00+01:00`` as a sentinel for "unset".
-    """
-    text = read_str(value)
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.year <= 1:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_BERLIN)
-    return parsed.astimezone(UTC)
-
-
-def as_list(value: object) -> list[Mapping[str, Any]]:
-    """A collection that may be a list, one bare object, or absent/empty (XML→JSON quirk)."""
-    if isinstance(value, Mapping):
-        return [value]
-    if isinstance(value, list):
-        return [item for item in value if isinstance(item, Mapping)]
-    return []
-
-
-def decode_base64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise ResponseShapeError(f"{what} is not a base64 string")
-    try:
-        # Not validating: PHP may wrap long base64 lines; b64decode skips the line breaks.
-        return base64.b64decode(value)
-    except (binascii.Error, ValueError) as e:
-        raise ResponseShapeError(f"{what} is not valid base64") from e
-
-
-def encode_base64(content: bytes) -> str:
-    return base64.b64encode(content).decode("ascii")

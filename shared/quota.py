@@ -34,6 +34,8 @@ from shared.quota_plan import (
     BILLOMAT_APP_LIMIT,
     BILLOMAT_DEFAULT_LIMIT,
     GMI,
+    GMI_DAY,
+    GMI_MINUTE,
     GMI_UPLOADS,
     WINDOW_SLACK,
     Need,
@@ -226,6 +228,39 @@ class QuotaBook:
         except SQLAlchemyError:
             log.warning("could not give back %d unused call(s)", sum(unused.values()))
         admission.calls.clear()
+
+    def reserve(self, api: str, scope: str, calls: int = 1, *, keep: int = 0) -> None:
+        """Raise RateLimitedError unless ``api``'s windows for ``scope`` have room for ``calls``
+        beyond ``keep``; takes nothing.
+
+        The calls themselves are admitted by the clients' quota gate when they are made (taking
+        them here too would count them twice); this is for callers that wait for room before
+        they start (reconcile, doctor, the recovery searches).
+        """
+        rows = [GMI_MINUTE, GMI_DAY] if api == GMI else [api]
+        now = _now()
+        with self._db.session() as session:
+            found = {
+                r.api: r
+                for r in session.scalars(
+                    select(ApiQuota).where(ApiQuota.scope == scope, ApiQuota.api.in_([*rows, api]))
+                )
+            }
+        short: list[QuotaState] = []
+        for name in {*rows, api}:
+            state = _state(found[name]) if name in found else QuotaState(name)
+            state.roll(now, self.limits)
+            if state.blocked(now) or (
+                name in rows and state.room(now, self.limits, work=False) < calls + keep
+            ):
+                short.append(state)
+        if short:
+            state = max(short, key=lambda s: s.free_at(now))
+            raise RateLimitedError(
+                f"{_family(api)} quota for this window has no room for {calls} call(s)",
+                api=_family(api),
+                reset_at=state.free_at(now),
+            )
 
     def check(self, api: str, scope: str) -> None:
         """Raise RateLimitedError while a refusal's wait is running."""

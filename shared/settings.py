@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,7 @@ EXPECTED: dict[str, str] = {
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "metrics_port": "a port number from 0 (off) to 65535",
     "publish_timeout": "a number of seconds above 0 and at most 3600",
+    "quorum_replicas": "a whole number of replicas per quorum queue from 1 to 99 (e.g. 3)",
     "prefetch": "a whole number from 1 to 100",
     "billomat_quota_reserve": "a whole number from 0 to 1000",
     "import_overlap_days": "a whole number of days from 0 to 3650",
@@ -171,6 +173,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///belegsync.db"
+    # One RabbitMQ node, or several in kombu's failover syntax: amqp://a//;amqp://b//
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     queue_prefix: str = "belegsync"
     secret_key: SecretStr | None = None
@@ -189,6 +192,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Seconds to wait for the broker to confirm a publish.
     publish_timeout: float = Field(default=15.0, gt=0, le=3600)
+    # Replicas of each quorum queue when it is created; unset: RabbitMQ's choice (every node
+    # of the cluster, up to its limit).  An odd number up to the node count, e.g. 3 of 5.
+    quorum_replicas: int | None = Field(default=None, ge=1, le=99)
     # Messages a consumer holds at once; small so that work spreads over consumers.
     prefetch: int = Field(default=1, ge=1, le=100)
     # The most Billomat calls per window that document work leaves for the import polls due
@@ -210,6 +216,13 @@ class Settings(BaseSettings):
     billomat_calls_per_window: int | None = Field(default=None, ge=1, le=10**9)
     # How far back (days of document date) an import poll looks behind its cursor.
     import_overlap_days: int = Field(default=31, ge=0, le=3650)
+    # How often an import poll lists everything instead of from its cursor, so that a document
+    # dated back further than the overlap is found; "off" never does.
+    deep_sweep_interval: str = "1d"
+    # How long a document waiting for approval goes without a direct look in GMI (approving
+    # may not change what GMI's "updated since" filter reads); at most this many looks per poll.
+    approval_recheck: str = "6h"
+    approval_recheck_batch: int = Field(default=20, ge=0)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -302,6 +315,19 @@ class Settings(BaseSettings):
             parse_duration(part, minimum=1, maximum=MAX_RETRY_DELAY)
         return ",".join(parts)
 
+    @field_validator("deep_sweep_interval")
+    @classmethod
+    def _check_sweep(cls, value: str) -> str:
+        if value.strip().lower() != "off":
+            parse_duration(value)
+        return value.strip().lower()
+
+    @field_validator("approval_recheck")
+    @classmethod
+    def _check_recheck(cls, value: str) -> str:
+        parse_duration(value)
+        return value.strip()
+
     @field_validator("log_format")
     @classmethod
     def _check_log_format(cls, value: str) -> str:
@@ -350,6 +376,16 @@ class Settings(BaseSettings):
     @property
     def retry_delay_seconds(self) -> tuple[int, ...]:
         return tuple(parse_duration(p, minimum=1) for p in self.retry_delays.split(","))
+
+    @property
+    def deep_sweep(self) -> timedelta | None:
+        if self.deep_sweep_interval == "off":
+            return None
+        return timedelta(seconds=parse_duration(self.deep_sweep_interval))
+
+    @property
+    def approval_recheck_after(self) -> timedelta:
+        return timedelta(seconds=parse_duration(self.approval_recheck))
 
     @property
     def attempts_allowed(self) -> int:

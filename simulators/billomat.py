@@ -12,19 +12,15 @@ import time
 from collections.abc import Mapping
 from datetime import date as date_type
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import requests
 
 from simulators.billomat_api import BillomatApi
 from simulators.billomat_control import build_control
-from simulators.billomat_model import (
-    KINDS,
-    BillomatStore,
-    inbox_state,
-    parse_amount,
-    parse_date,
-)
+from simulators.billomat_model import KINDS, parse_amount, parse_date
+from simulators.billomat_records import inbox_state
+from simulators.billomat_store import BillomatStore
 from simulators.clock import Clock
 from simulators.control import ControlSurface, is_control_path
 from simulators.counting import RequestCounter
@@ -32,6 +28,7 @@ from simulators.faults import FaultControls, FaultInjector
 from simulators.formats import Format, record_dict, render_record
 from simulators.http import HttpService, Request, Response
 from simulators.ratelimit import FixedWindowCounter
+from simulators.variants import BillomatBehaviour
 
 
 class BillomatSimulator(FaultControls):
@@ -43,7 +40,10 @@ class BillomatSimulator(FaultControls):
         self._faults = FaultInjector(error_status=500)
         self._counter = RequestCounter()
         self._limiter = FixedWindowCounter(clock)
-        self._api = BillomatApi(self._store, self._faults, self._counter, self._limiter)
+        self.behaviour = BillomatBehaviour()
+        self._api = BillomatApi(
+            self._store, self._faults, self._counter, self._limiter, self.behaviour
+        )
         self._service = HttpService(host, port, self._handle, "billomat")
         self._webhook_ids: dict[tuple[str, str], int] = {}
         self._webhook_requests = itertools.count(501)
@@ -86,6 +86,28 @@ class BillomatSimulator(FaultControls):
         if is_control_path(request.path):
             return self._control.handle(request)
         return self._api.handle(request)
+
+    def set_options(
+        self,
+        *,
+        inbox_metadata: str | None = None,
+        sort_by_id: bool | None = None,
+        max_upload_bytes: int | Literal["unlimited"] | None = None,
+    ) -> None:
+        """Change the undocumented behaviours (see ``variants.py``); ``max_upload_bytes``
+        ``"unlimited"`` lifts the gateway's size limit again."""
+        changed = BillomatBehaviour(**vars(self.behaviour))
+        if inbox_metadata is not None:
+            changed.inbox_metadata = inbox_metadata
+        if sort_by_id is not None:
+            changed.sort_by_id = bool(sort_by_id)
+        if max_upload_bytes == "unlimited":
+            changed.max_upload_bytes = None
+        elif max_upload_bytes is not None:
+            changed.max_upload_bytes = int(max_upload_bytes)
+        changed.check()  # all or nothing: a bad value changes none of them
+        for name, value in vars(changed).items():
+            setattr(self.behaviour, name, value)
 
     # --- tenants, clients, documents ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from simulators.control import (
 from simulators.counting import RequestCounter
 from simulators.faults import FaultInjector
 from simulators.http import Request, Response
+from simulators.variants import BillomatBehaviour, GmiBehaviour, apply_variants
 
 if TYPE_CHECKING:
     from simulators.billomat import BillomatSimulator
@@ -25,6 +26,7 @@ _DOCUMENT_FIELDS = (
     "status", "number", "date", "client_name", "total_net", "total_gross", "currency_code",
     "title", "content_base64",
 )  # fmt: skip
+_OPTION_FIELDS = ("inbox_metadata", "sort_by_id", "max_upload_bytes")
 _WEBHOOK_FIELDS = ("url", "billomat_id", "event", "kind", "id", "fmt", "auth")
 
 
@@ -94,6 +96,24 @@ def build_control(
         sim.reset_quotas()
         return {"ok": True}
 
+    def set_options(request: Request) -> dict[str, Any]:
+        sim.set_options(**pick(read_json(request), _OPTION_FIELDS))
+        return vars(sim.behaviour)
+
+    def set_variants(request: Request) -> dict[str, Any]:
+        names = read_json(request).get("variants")
+        if not isinstance(names, list):
+            raise ControlError(400, 'send {"variants": ["NAME", …]}')
+        # Each server takes its own part of a variant; the other part goes nowhere.
+        behaviour = BillomatBehaviour(**vars(sim.behaviour))
+        apply_variants([str(n) for n in names], GmiBehaviour(), behaviour)
+        sim.set_options(
+            inbox_metadata=behaviour.inbox_metadata,
+            sort_by_id=behaviour.sort_by_id,
+            max_upload_bytes=behaviour.max_upload_bytes or "unlimited",
+        )
+        return vars(sim.behaviour)
+
     base = "/tenants/{billomat_id}"
     surface.add("POST", "/tenants", add_tenant)
     surface.add("GET", base, tenant_state)
@@ -114,5 +134,8 @@ def build_control(
         lambda request: surface.counts(request.query_value("billomat_id")),
     )
     surface.add("DELETE", "/quotas", reset_quotas)
+    surface.add("GET", "/options", lambda request: vars(sim.behaviour))
+    surface.add("PUT", "/options", set_options)
+    surface.add("POST", "/variants", set_variants)
     surface.add("POST", "/webhooks", send_webhook)
     return surface

@@ -25,6 +25,16 @@ if TYPE_CHECKING:
     show_default=True,
     help="Fill the demo account and tenant with documents.",
 )
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="NAME[=SECONDS]",
+    help="Switch one undocumented behaviour the other way; repeatable. --list-variants names them.",
+)
+@click.option(
+    "--list-variants", is_flag=True, help="List the variants with what each does, then exit."
+)
 @click.option("--gmi-api-key", default="demo-gmi-key", show_default=True)
 @click.option("--billomat-id", default="demo", show_default=True)
 @click.option("--billomat-api-key", default="demo-billomat-key", show_default=True)
@@ -33,6 +43,8 @@ def simulate(
     gmi_port: int,
     billomat_port: int,
     seed_demo: bool,
+    variants: tuple[str, ...],
+    list_variants: bool,
     gmi_api_key: str,
     billomat_id: str,
     billomat_api_key: str,
@@ -40,11 +52,23 @@ def simulate(
     """Run the local GetMyInvoices and Billomat simulators.
 
     The demo account and tenant always exist (empty with --no-seed-demo); more can be created
-    through each server's /_sim control endpoints (see simulators/README.md).
+    through each server's /_sim control endpoints (see simulators/README.md). Where the API
+    documentation is silent the simulators settle a behaviour one way; --variant NAME settles
+    it the other way (e.g. --variant inbox-metadata-dropped --variant gmi-listing-lag=10).
     """
     from simulators.suite import Simulators
+    from simulators.variants import VARIANTS
 
-    sims = Simulators(host=host, gmi_port=gmi_port, billomat_port=billomat_port)
+    if list_variants:
+        for variant in VARIANTS.values():
+            click.echo(f"{variant.name:26} {variant.summary}")
+        return
+    try:
+        sims = Simulators(
+            host=host, gmi_port=gmi_port, billomat_port=billomat_port, variants=variants
+        )
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--variant") from None
     try:
         sims.start()
     except OSError as e:
@@ -67,6 +91,8 @@ def simulate(
         )
         if summary:
             click.echo(summary)
+        if sims.variants:
+            click.echo(f"Variants: {', '.join(sims.variants)}")
         click.echo("Press Ctrl-C to stop.")
         _wait_for_signal()
     finally:

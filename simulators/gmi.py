@@ -17,7 +17,7 @@ from simulators.clock import Clock
 from simulators.control import ControlSurface, is_control_path
 from simulators.counting import RequestCounter
 from simulators.faults import FaultControls, FaultInjector
-from simulators.gmi_api import BASE_PATH, GmiApi, GmiOptions
+from simulators.gmi_api import BASE_PATH, GmiApi
 from simulators.gmi_control import build_control
 from simulators.gmi_model import (
     GmiStore,
@@ -27,6 +27,7 @@ from simulators.gmi_model import (
 )
 from simulators.http import HttpService, Request, Response
 from simulators.ratelimit import FixedWindowCounter
+from simulators.variants import GmiBehaviour
 
 ERROR_SHAPES = ("spec", "errors")
 
@@ -51,9 +52,9 @@ class GmiSimulator(FaultControls):
         self._faults = FaultInjector(error_status=503)  # the documented temporary error
         self._counter = RequestCounter()
         self._limiter = FixedWindowCounter(clock)
-        self._options = GmiOptions()
+        self.behaviour = GmiBehaviour()
         self.set_options(records_as_object=records_as_object, error_shape=error_shape)
-        self._api = GmiApi(self._store, self._faults, self._counter, self._limiter, self._options)
+        self._api = GmiApi(self._store, self._faults, self._counter, self._limiter, self.behaviour)
         self._service = HttpService(host, port, self._handle, "gmi")
         self._control: ControlSurface = build_control(self, self._faults, self._counter)
 
@@ -92,14 +93,30 @@ class GmiSimulator(FaultControls):
         return self._api.handle(request)
 
     def set_options(
-        self, *, records_as_object: bool | None = None, error_shape: str | None = None
+        self,
+        *,
+        records_as_object: bool | None = None,
+        error_shape: str | None = None,
+        limit_body: str | None = None,
+        approval_touches_mtime: bool | None = None,
+        listing_lag: float | None = None,
     ) -> None:
-        if error_shape is not None:
-            if error_shape not in ERROR_SHAPES:
-                raise ValueError(f"error_shape must be one of {ERROR_SHAPES}")
-            self._options.error_shape = error_shape
-        if records_as_object is not None:
-            self._options.records_as_object = records_as_object
+        """Change the shape quirks and the undocumented behaviours (see ``variants.py``)."""
+        if error_shape is not None and error_shape not in ERROR_SHAPES:
+            raise ValueError(f"error_shape must be one of {ERROR_SHAPES}")
+        changed = GmiBehaviour(**vars(self.behaviour))
+        for name, value in (
+            ("records_as_object", records_as_object),
+            ("error_shape", error_shape),
+            ("limit_body", limit_body),
+            ("approval_touches_mtime", approval_touches_mtime),
+            ("listing_lag", None if listing_lag is None else float(listing_lag)),
+        ):
+            if value is not None:
+                setattr(changed, name, value)
+        changed.check()  # all or nothing: a bad value changes none of them
+        for name, value in vars(changed).items():
+            setattr(self.behaviour, name, value)
 
     # --- accounts and documents ---------------------------------------------------------------
 
@@ -190,8 +207,14 @@ class GmiSimulator(FaultControls):
         )
 
     def approve(self, api_key: str, uid: int) -> None:
-        """Complete the document's approval workflow (assigning one if it had none)."""
-        self._store.update_document(api_key, uid, approval=True)
+        """Complete the document's approval workflow (assigning one if it had none).
+
+        Whether that changes the modification time ``updatedOrNewSinceFilter`` reads is
+        unconfirmed: it does unless the ``gmi-approval-keeps-mtime`` variant is on.
+        """
+        self._store.update_document(
+            api_key, uid, approval=True, touch=self.behaviour.approval_touches_mtime
+        )
 
     def set_tags(self, api_key: str, uid: int, tags: Sequence[str]) -> None:
         self._store.update_document(api_key, uid, tags=list(tags))
@@ -220,6 +243,13 @@ class GmiSimulator(FaultControls):
 
     def delete_document(self, api_key: str, uid: int) -> None:
         self._store.delete_document(api_key, uid)
+
+    def age_documents(self, api_key: str, seconds: float) -> None:
+        """Pretend every document of the account was stored (and last changed) ``seconds``
+        earlier: lets a test look past a client's "updated since" overlap without waiting."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        self._store.age_documents(api_key, seconds)
 
     def documents(self, api_key: str) -> list[dict[str, Any]]:
         """Full state of every document, oldest first (includes ``sha256`` and ``approval``)."""

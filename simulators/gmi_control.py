@@ -15,6 +15,7 @@ from simulators.control import (
 from simulators.counting import RequestCounter
 from simulators.faults import FaultInjector
 from simulators.http import Request, Response
+from simulators.variants import BillomatBehaviour, GmiBehaviour, apply_variants
 
 if TYPE_CHECKING:
     from simulators.gmi import GmiSimulator
@@ -23,6 +24,9 @@ _ACCOUNT_FIELDS = ("api_key", "name", "read_only", "blocked", "cancelled")
 _LIMIT_FIELDS = (
     "per_minute", "per_day", "uploads_per_hour", "minute_seconds", "day_seconds",
     "hour_seconds", "rate_limit_status",
+)  # fmt: skip
+_OPTION_FIELDS = (
+    "records_as_object", "error_shape", "limit_body", "approval_touches_mtime", "listing_lag",
 )  # fmt: skip
 _SEED_FIELDS = (
     "document_type", "document_number", "document_date", "company_name", "tags", "net_amount",
@@ -73,9 +77,26 @@ def build_control(
         sim.set_tags(api_key, int(uid), [str(t) for t in tags])
         return sim.document(api_key, int(uid))
 
-    def set_options(request: Request) -> dict[str, Any]:
-        sim.set_options(**pick(read_json(request), ("records_as_object", "error_shape")))
+    def age(request: Request, api_key: str) -> dict[str, Any]:
+        seconds = read_json(request).get("seconds")
+        if not isinstance(seconds, int | float):
+            raise ControlError(400, 'send {"seconds": N}')
+        sim.age_documents(api_key, float(seconds))
         return {"ok": True}
+
+    def set_options(request: Request) -> dict[str, Any]:
+        sim.set_options(**pick(read_json(request), _OPTION_FIELDS))
+        return vars(sim.behaviour)
+
+    def set_variants(request: Request) -> dict[str, Any]:
+        names = read_json(request).get("variants")
+        if not isinstance(names, list):
+            raise ControlError(400, 'send {"variants": ["NAME", …]}')
+        # Each server takes its own part of a variant; the other part goes nowhere.
+        behaviour = GmiBehaviour(**vars(sim.behaviour))
+        apply_variants([str(n) for n in names], behaviour, BillomatBehaviour())
+        sim.set_options(**vars(behaviour))
+        return vars(sim.behaviour)
 
     def reset_quotas(request: Request) -> dict[str, Any]:
         sim.reset_quotas()
@@ -85,6 +106,7 @@ def build_control(
     surface.add("POST", "/accounts", add_account)
     surface.add("GET", base, account_state)
     surface.add("PUT", base + "/limits", set_limits)
+    surface.add("POST", base + "/age", age)
     surface.add("GET", base + "/documents", lambda request, api_key: sim.documents(api_key))
     surface.add("POST", base + "/documents", seed)
     surface.add(
@@ -97,6 +119,8 @@ def build_control(
     surface.add("PUT", base + "/documents/{uid}/tags", set_tags)
     surface.add("GET", base + "/companies", lambda request, api_key: sim.companies(api_key))
     surface.add("GET", "/counts", lambda request: surface.counts(request.query_value("api_key")))
+    surface.add("GET", "/options", lambda request: vars(sim.behaviour))
     surface.add("PUT", "/options", set_options)
+    surface.add("POST", "/variants", set_variants)
     surface.add("DELETE", "/quotas", reset_quotas)
     return surface

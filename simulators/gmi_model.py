@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -319,8 +319,11 @@ class GmiStore:
             raise KeyError(f"document {uid} not found")
         return doc
 
-    def update_document(self, api_key: str, uid: int, **fields: Any) -> None:
-        """Change fields (Python names, see ``UPDATABLE``) and bump the hidden ``updated_at``."""
+    def update_document(self, api_key: str, uid: int, *, touch: bool = True, **fields: Any) -> None:
+        """Change fields (Python names, see ``UPDATABLE``) and bump the hidden ``updated_at``.
+
+        ``touch=False`` leaves ``updated_at`` alone (a change the "updated since" filter misses).
+        """
         unknown = set(fields) - set(UPDATABLE)
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}; allowed: {list(UPDATABLE)}")
@@ -331,7 +334,16 @@ class GmiStore:
                 raise KeyError(f"company {fields['company_uid']} not found")
             for key, value in fields.items():
                 setattr(doc, key, value)
-            doc.updated_at = self.now()
+            if touch:
+                doc.updated_at = self.now()
+
+    def age_documents(self, api_key: str, seconds: float) -> None:
+        """Move every document's creation and modification time ``seconds`` into the past."""
+        shift = timedelta(seconds=seconds)
+        with self._lock:
+            for doc in self.account(api_key).documents.values():
+                doc.created_at -= shift
+                doc.updated_at -= shift
 
     def delete_document(self, api_key: str, uid: int) -> None:
         with self._lock:

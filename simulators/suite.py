@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import TracebackType
 
 from simulators.billomat import BillomatSimulator
 from simulators.gmi import GmiSimulator
+from simulators.variants import apply_variants
 
 
 class Simulators:
-    """GMI and Billomat on two ports of one host; ``0`` picks free ports."""
+    """GMI and Billomat on two ports of one host; ``0`` picks free ports.
 
-    def __init__(self, host: str = "127.0.0.1", gmi_port: int = 0, billomat_port: int = 0) -> None:
+    ``variants`` switches undocumented behaviours the other way (names in ``variants.py``,
+    ``"documented"`` for none; ``"gmi-listing-lag=3"`` gives a value).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        gmi_port: int = 0,
+        billomat_port: int = 0,
+        *,
+        variants: Iterable[str] = (),
+    ) -> None:
         self.gmi = GmiSimulator(host, gmi_port)
         self.billomat = BillomatSimulator(host, billomat_port)
+        self.variants = apply_variants(variants, self.gmi.behaviour, self.billomat.behaviour)
 
     def start(self) -> Simulators:
         self.gmi.start()

@@ -194,6 +194,20 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 # ---------------------------------------------------------------------------------------------
+# simulator variants
+
+
+@pytest.fixture
+def variant() -> str:
+    """How the simulators settle what the API docs leave open (``simulators/variants.py``).
+
+    ``documented`` by default; a test runs in other worlds with
+    ``@pytest.mark.parametrize("variant", [...])`` (the ``sims`` fixtures read it).
+    """
+    return "documented"
+
+
+# ---------------------------------------------------------------------------------------------
 # broker and settings
 
 

@@ -73,13 +73,16 @@ def print_lines(lines: Sequence[str]) -> None:
 
 
 def print_record(record: Mapping[str, Any]) -> None:
+    """Values are plain text, never rich markup: they may hold anything a server or a parked
+    message said, e.g. ``[/]``."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in record.items():
-        table.add_row(key.replace("_", " "), cell(value))
+        table.add_row(Text(key.replace("_", " ")), Text(cell(value)))
     _console().print(table)
 
 

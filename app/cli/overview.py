@@ -94,14 +94,24 @@ def status_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @click.command("status")
+@click.option(
+    "--parked",
+    "parked",
+    is_flag=True,
+    help="List the parked messages no ledger row accounts for (undecodable, or naming no row "
+    "of theirs), with reason and size, instead of the overview.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app
-def status(app: App, /, as_json: bool) -> None:
+def status(app: App, /, parked: bool, as_json: bool) -> None:
     """The sync overview: per account, the last and next poll, documents by state, the
     backlog and when it will be drained at the current quota, and the quota windows.
 
     `found`: documents the first poll found already in the target (not uploaded again).
     """
+    if parked:
+        show_unaccounted(app, as_json)
+        return
     from app.status import overview
     from shared.quota import limits_from
 
@@ -162,6 +172,36 @@ DOCUMENT_COLUMNS = (
     Column("attempts", "tries", keep=4, right=True),
     Column("last_error", "last error", keep=1, flex=True, min_width=16),
 )
+
+
+def show_unaccounted(app: App, as_json: bool) -> None:
+    from app import bootstrap
+    from app.status import unaccounted_parked
+
+    db = app.migrated_db()
+    broker = bootstrap.broker(app.settings)
+    broker.connect(retries=2)
+    try:
+        rows, looked_at = unaccounted_parked(db, broker)
+    finally:
+        broker.close()
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        rows,
+        [
+            Column("parked_at", "parked at (UTC)", keep=3),
+            Column("direction", "dir", keep=2),
+            Column("account", "account", keep=4, flex=True, min_width=10),
+            Column("source_id", "source", keep=4),
+            Column("problem", "problem", flex=True, min_width=16),
+            Column("reason", "parked because", keep=1, flex=True, min_width=16),
+            Column("size", "bytes", right=True),
+        ],
+        title="parked messages without a document",
+    )
+    click.echo(f"{looked_at} parked message(s) looked at; {len(rows)} without a document")
 
 
 @click.command("documents")

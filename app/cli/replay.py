@@ -43,7 +43,9 @@ def replay(
     """Move parked documents back to their work queue (attempts reset).
 
     A parked document whose message is gone is rebuilt from the ledger; one that has been
-    synced since is left alone.  Fix the cause first (see `belegsync documents --state parked`).
+    synced since is left alone.  A parked message that does not decode, or that names no
+    ledger row of its own, stays parked and is listed (with --all) with its reason and size.
+    Fix the cause first (see `belegsync documents --state parked`).
     """
     from app import bootstrap
     from app.replay import Replayer, Selection
@@ -72,6 +74,7 @@ def replay(
                 "dry_run": dry_run,
                 "items": rows,
                 "malformed_kept": report.malformed_kept,
+                "foreign_kept": report.foreign_kept,
                 "not_selected": report.not_selected,
             }
         )
@@ -84,6 +87,7 @@ def replay(
             Column("source_id", "source"),
             Column("action", "action"),
             Column("reason", "parked because", keep=1, flex=True, min_width=16),
+            Column("size", "bytes", keep=3, right=True),
         ],
         title="replay (dry run)" if dry_run else "replay",
         empty="nothing parked to replay",
@@ -96,6 +100,8 @@ def replay(
     )
     if report.malformed_kept:
         summary += f"; {report.malformed_kept} undecodable message(s) stay parked"
+    if report.foreign_kept:
+        summary += f"; {report.foreign_kept} message(s) naming no ledger row of theirs stay parked"
     if report.not_selected:
         summary += f"; {report.not_selected} other parked message(s) left alone"
     click.echo(summary)

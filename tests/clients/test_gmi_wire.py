@@ -221,12 +221,13 @@ def test_upload_answer_without_uid_is_transient_and_ambiguous(
     assert info.value.ambiguous
 
 
-def test_bare_json_body_of_403_without_code_is_configuration(
+def test_bare_json_body_of_403_without_code_is_confirmed_before_it_counts_as_a_bad_key(
     fake_gmi: FakeGmi, client: GmiClient
 ) -> None:
-    fake_gmi.script(json_reply(403, {}))
+    fake_gmi.script(json_reply(403, {}), json_reply(403, {"code": 403, "detail": "nope"}))
     with pytest.raises(ConfigurationError):
         client.account()
+    assert [s.path for s in fake_gmi.seen][-1].endswith("/apiStatus")
 
 
 def test_hooks_see_low_cardinality_endpoints(

@@ -7,15 +7,20 @@ from decimal import Decimal
 
 import pytest
 
-from shared.billomat import (
-    BillomatClient,
+from shared.billomat import BillomatClient
+from shared.billomat_parsing import (
     normalise_order_by,
     parse_inbox_document,
     parse_list,
     parse_metadata,
 )
-from shared.gmi import format_since, parse_document_page, parse_single_document, records_of
-from shared.http import ResponseShapeError, read_date, read_datetime
+from shared.gmi_parsing import (
+    format_since,
+    parse_document_page,
+    parse_single_document,
+    records_of,
+)
+from shared.readers import ResponseShapeError, read_date, read_datetime
 
 # billomat.md §6.3, the invoice example (abridged)
 INVOICE = {

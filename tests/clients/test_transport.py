@@ -7,10 +7,11 @@ import socket
 import pytest
 import requests
 
+from shared.auth import SecretHeaderAuth
 from shared.billomat import BillomatClient
 from shared.errors import ConfigurationError, TransientError
 from shared.gmi import GmiClient, GmiUpload
-from shared.http import SecretHeaderAuth, build_session
+from shared.http import build_session
 
 from .conftest import RecordingHooks
 from .fakes import FakeGmi, Reply

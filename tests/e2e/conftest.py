@@ -26,6 +26,7 @@ from shared.db import Database, SyncAccount
 from shared.domain import Direction, export_marker
 from shared.settings import Settings
 from simulators import Simulators
+from simulators.variants import DOCUMENTED
 from tests.conftest import PostgresDatabases, make_database_url, make_settings
 
 GMI_KEY = "gmi-e2e-key-0001"
@@ -33,9 +34,21 @@ BILLOMAT_ID = "acme"
 BILLOMAT_KEY = "bm-e2e-key-0002"
 
 
+def on_each_db_and_variant(*variants: str) -> pytest.MarkDecorator:
+    """Parametrise a test that takes ``any_db_pipeline`` over (database, variant).
+
+    Variants are about the APIs, not the database: each runs on SQLite; PostgreSQL runs the
+    documented world only, which keeps the variant matrix cheap.
+    """
+    combos = [("postgresql", DOCUMENTED)] + [("sqlite", v) for v in (DOCUMENTED, *variants)]
+    return pytest.mark.parametrize(
+        ("any_db_pipeline", "variant"), combos, indirect=["any_db_pipeline"]
+    )
+
+
 @pytest.fixture
-def sims() -> Iterator[Simulators]:
-    with Simulators() as running:
+def sims(variant: str) -> Iterator[Simulators]:
+    with Simulators(variants=[variant]) as running:
         running.gmi.add_account(GMI_KEY)
         running.billomat.add_tenant(BILLOMAT_ID, BILLOMAT_KEY)
         yield running
@@ -56,6 +69,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.max_attempts:
         env["BELEGSYNC_MAX_ATTEMPTS"] = str(settings.max_attempts)
+    if settings.quorum_replicas:
+        env["BELEGSYNC_QUORUM_REPLICAS"] = str(settings.quorum_replicas)
     for name in QUOTA_SETTINGS:
         if getattr(settings, name) is not None:
             env[f"BELEGSYNC_{name.upper()}"] = str(getattr(settings, name))
@@ -214,6 +229,10 @@ class Pipeline:
 
     def ledger(self, account: str | None = None) -> list[dict[str, Any]]:
         return documents(self.db, account=account)
+
+    def ledger_history(self, source_id: str) -> list[dict[str, Any]]:
+        [doc] = documents(self.db, source_id=source_id, with_history=True)
+        return list(doc["history"])
 
     def states(self, account: str | None = None) -> dict[str, str]:
         return {d["source_id"]: d["state"] for d in self.ledger(account)}

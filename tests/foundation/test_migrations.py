@@ -25,6 +25,7 @@ TABLES = {
     "web_sessions",
     "login_throttle",
     "account_events",
+    "account_findings",
 }
 
 
