@@ -121,7 +121,8 @@ class Producer:
                 credentials = self.accounts.credentials(account)
                 clients = self.clients.for_account(account, credentials)
                 if account.gmi_scope != clients.gmi_scope:
-                    # Dispatch and status see by it which accounts share a GMI quota.
+                    # Accounts added before schema 0005: dispatch and status see by it which
+                    # accounts share a GMI quota (`accounts add|update` set it themselves).
                     account.gmi_scope = clients.gmi_scope
             self._check_quota(direction, clients)
             self.pollers[direction].poll(account_id, clients, report)

@@ -387,6 +387,8 @@ class AccountService:
         # Encrypt last: only valid input needs the secret key (and may create its file).
         if changes.gmi_api_key is not None:
             account.gmi_api_key_enc = self.box.encrypt(changes.gmi_api_key)
+            # the key's quota name (never the key): which accounts share a GMI quota
+            account.gmi_scope = key_fingerprint(changes.gmi_api_key)
         if changes.billomat_api_key is not None:
             account.billomat_api_key_enc = self.box.encrypt(changes.billomat_api_key)
         if changes.webhook_password is not None:
