@@ -25,7 +25,7 @@ from shared.domain import Direction
 from simulators import Simulators
 from tests.cluster.rabbit import Node, RabbitCluster, free_port
 from tests.conftest import PostgresDatabases, service_missing
-from tests.e2e.conftest import Pipeline, PipelineFactory, settings_env
+from tests.e2e.conftest import RAISED_GMI_LIMITS, Pipeline, PipelineFactory, settings_env
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -71,6 +71,8 @@ def cluster_pipeline(
             quorum_replicas=3,
             retry_delays="1s,2s,3s",
             max_attempts=30,
+            # the simulator's GMI limits are raised below; belegsync's own count must know it
+            **RAISED_GMI_LIMITS,
         )
     finally:
         postgres_databases.drop(url)
