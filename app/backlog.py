@@ -4,8 +4,9 @@
 retrying, held); documents waiting for a person (approval, a Billomat draft) or an operator
 (parked) are not in it.  ``eta_seconds`` is when the window in which the backlog's last call
 may be made begins, with the accounts that share a quota taking turns (``shared.quota_plan``):
-a quota-bound estimate, ``None`` while a window's size is unknown (no Billomat answer yet, the
-GMI key not seen by a poll yet) or the account is paused.
+a quota-bound estimate, ``None`` while a window's size is unknown (no Billomat answer yet; an
+account from before schema 0005 whose GMI key's quota name its next poll records) or the
+account is paused.
 """
 
 from __future__ import annotations
