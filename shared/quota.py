@@ -147,8 +147,13 @@ class QuotaBook:
             query = select(ApiQuota).where(condition).order_by(ApiQuota.api, ApiQuota.scope)
             rows = {(r.api, r.scope): r for r in session.scalars(query.with_for_update())}
             for api, scope in wanted:
-                if (api, scope) not in rows:
-                    rows[(api, scope)] = self._get_or_create(session, api, scope)
+                if (api, scope) not in rows:  # the first use of this window: create, then lock
+                    self._get_or_create(session, api, scope)
+                    row = session.get(
+                        ApiQuota, (api, scope), with_for_update=True, populate_existing=True
+                    )
+                    assert row is not None
+                    rows[(api, scope)] = row
             yield session, rows
 
     # -- admission -----------------------------------------------------------------------------

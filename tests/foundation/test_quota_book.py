@@ -184,3 +184,16 @@ def test_concurrent_admissions_and_answers_keep_the_count_exact(db: Database) ->
     assert errors == []
     assert server["remaining"] == 40
     assert (row(db, BILLOMAT, "acme").remaining, row(db, BILLOMAT, "acme").in_flight) == (40, 0)
+
+
+def test_reserve_only_asks_for_room_the_gate_takes_each_call(db: Database) -> None:
+    quota = book(db, per_minute=2)
+    quota.record(BILLOMAT, "acme", 3, soon())
+    quota.reserve(BILLOMAT, "acme", 3)  # room for three: nothing taken
+    assert row(db, BILLOMAT, "acme").remaining == 3
+    with pytest.raises(RateLimitedError):
+        quota.reserve(BILLOMAT, "acme", 2, keep=2)
+    quota.reserve("gmi", SCOPES.gmi, 2)
+    QuotaGate(quota, SCOPES, work=False).before_call("gmi", "GET /documents")
+    with pytest.raises(RateLimitedError):
+        quota.reserve("gmi", SCOPES.gmi, 2)  # one of the minute's two is spent
