@@ -19,6 +19,7 @@ from shared.domain import DocState
 from shared.errors import BelegsyncError, UsageError
 from shared.ledger import counts_by_state
 from shared.quota_plan import QuotaLimits
+from shared.recognition import UNMARKED_KEY
 
 if TYPE_CHECKING:
     from shared.broker import Broker
@@ -68,7 +69,7 @@ def _accounts(db: Database) -> list[dict[str, Any]]:
                     "counts": by_state,
                     "total": sum(by_state.values()),
                     # what the first poll found already in the target, and what it cost
-                    "target_scan": account.target_scan,
+                    "target_scan": scan_view(account.target_scan),
                     "backlog": backlog_of(by_state),
                     # for quota_view; removed there
                     "_scopes": (account.id, account.billomat_id, account.gmi_scope),
@@ -76,6 +77,15 @@ def _accounts(db: Database) -> list[dict[str, Any]]:
                 }
             )
         return result
+
+
+def scan_view(target_scan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The first poll's scan as people see it: the consumer's size index only as a count."""
+    if target_scan is None:
+        return None
+    view = {k: v for k, v in target_scan.items() if k != UNMARKED_KEY}
+    view["unmarked"] = sum(len(ids) for ids in (target_scan.get(UNMARKED_KEY) or {}).values())
+    return view
 
 
 def document_view(doc: Document, account: SyncAccount) -> dict[str, Any]:

@@ -238,6 +238,20 @@ class ExportHandler:
                 return Outcome("waiting", detail=waiting)
             if not source.content:
                 raise PermanentError("GMI returned the document without its file", api="gmi")
+            found = self._inbox.unmarked_earlier_upload(
+                billomat, clients.billomat_scope, account, doc.detected_at, source
+            )
+            if found is not None:
+                target_id = str(found.id)
+                result = "duplicate_avoided"
+                landed_at = self._record_landing(
+                    doc.id, target_id, rules.archive_after_transfer, message,
+                    reason=f"already in the Billomat inbox as {found.id} (found by its bytes; "
+                    "an earlier upload whose marker the inbox did not keep); not uploaded again",
+                    content_hash=sha256(source.content),
+                )  # fmt: skip
+        if target_id is None:
+            assert source.content is not None
             target_id = self._upload(doc.id, account.ref, source, clients, message)
             landed_at = self._record_landing(
                 doc.id, target_id, rules.archive_after_transfer, message,

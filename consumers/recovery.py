@@ -26,11 +26,12 @@ from sqlalchemy import select
 
 from shared.billomat import INBOX, BillomatClient, InboxDocument
 from shared.db import Database, Document, SyncAccount
-from shared.domain import MARKER_KEY
+from shared.domain import MARKER_KEY, export_marker
 from shared.errors import TransientError
 from shared.findings import INBOX_METADATA, Findings
 from shared.gmi import GmiClient, GmiDocument
 from shared.quota import QuotaBook
+from shared.recognition import unmarked_candidates
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,44 @@ class InboxSearch:
             self._note_metadata(account_id, found, sent.marker)
         return found
 
+    def among(
+        self,
+        billomat: BillomatClient,
+        scope: str,
+        account_id: int,
+        sent: SentFile,
+        inbox_ids: Iterable[int],
+    ) -> InboxDocument | None:
+        """An earlier upload among known inbox documents (a first poll's unmarked ones of our
+        file's size: ``shared.recognition``), compared by bytes."""
+        found = self._first_match(billomat, scope, billomat.billomat_id, sent, list(inbox_ids))
+        if found is not None and sent.marker is not None:
+            self._note_metadata(account_id, found, sent.marker)
+        return found
+
+    def unmarked_earlier_upload(
+        self,
+        billomat: BillomatClient,
+        scope: str,
+        account: SyncAccount,
+        detected_at: datetime,
+        source: GmiDocument,
+    ) -> InboxDocument | None:
+        """Before a document's first upload: is its file among the inbox documents without a
+        marker that the account's first poll saw (a re-added or restored account whose earlier
+        uploads lost their metadata)?  One call per same-size candidate, usually none."""
+        assert source.content is not None
+        candidates = unmarked_candidates(account.target_scan, detected_at, len(source.content))
+        if not candidates:
+            return None
+        sent = SentFile(
+            content_hash=sha256(source.content),
+            size=len(source.content),
+            filename=source.filename or None,
+            marker=export_marker(account.ref, source.uid),
+        )
+        return self.among(billomat, scope, account.id, sent, candidates)
+
     def _by_content(
         self,
         billomat: BillomatClient,
@@ -118,14 +157,25 @@ class InboxSearch:
         sent: SentFile,
         candidates: list[InboxDocument],
     ) -> InboxDocument | None:
-        claimed = self._claimed(billomat_id, [str(c.id) for c in candidates])
         # The ones that kept our file name first: usually the first fetch is the match.
         candidates.sort(key=lambda c: sent.filename is None or c.filename != sent.filename)
-        for item in candidates:
-            if str(item.id) in claimed:
+        return self._first_match(billomat, scope, billomat_id, sent, [c.id for c in candidates])
+
+    def _first_match(
+        self,
+        billomat: BillomatClient,
+        scope: str,
+        billomat_id: str,
+        sent: SentFile,
+        inbox_ids: list[int],
+    ) -> InboxDocument | None:
+        """Fetch each inbox document no ledger row holds yet; the first with our bytes."""
+        claimed = self._claimed(billomat_id, [str(i) for i in inbox_ids])
+        for inbox_id in inbox_ids:
+            if str(inbox_id) in claimed:
                 continue
             self._quota.reserve("billomat", scope)
-            full = billomat.get_inbox_document(item.id)
+            full = billomat.get_inbox_document(inbox_id)
             if full.content is not None:
                 if sha256(full.content) == sent.content_hash:
                     return full

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from shared.billomat import BillomatClient
 from shared.db import Document
 from shared.domain import MARKER_KEY, parse_marker
 from simulators import Simulators
@@ -242,3 +243,57 @@ def test_messages_queued_for_a_removed_account_are_held_not_uploaded(
             doc.source_id: (doc.state, doc.last_error) for doc in session.scalars(select(Document))
         }
     assert states == {str(uid): ("held", "account removed") for uid in uids}
+
+
+def inbox_copies_by_bytes(sims: Simulators) -> Counter[str]:
+    """GMI uid -> how many inbox documents hold its bytes (for an inbox that kept no marker);
+    documents of nobody's GMI file count under "stranger"."""
+    by_hash = {d["sha256"]: str(d["uid"]) for d in sims.gmi.documents(GMI_KEY)}
+    return Counter(by_hash.get(i["sha256"], "stranger") for i in sims.billomat.inbox(BILLOMAT_ID))
+
+
+@pytest.mark.parametrize("variant", ["inbox-metadata-dropped", "inbox-metadata-rewritten"])
+def test_export_restored_from_nothing_finds_uploads_whose_marker_the_inbox_did_not_keep(
+    variant: str, pipeline: Pipeline, sims: Simulators, fresh_pipeline: FreshPipeline
+) -> None:
+    uids = seed_gmi(sims, 4)
+    # Someone else's inbox document with exactly the size of one of ours: a candidate that the
+    # bytes must tell apart.
+    own = sims.gmi.document_content(GMI_KEY, uids[0])
+    stranger = own[:-8] + b"%%ELSE\n\n"
+    assert len(stranger) == len(own)
+    assert stranger != own
+    BillomatClient(
+        BILLOMAT_ID, BILLOMAT_KEY, url_template=sims.billomat_url_template
+    ).create_inbox_document(content=stranger, filename="scan.pdf", document_type="OTHER")
+    pipeline.add_export("acme-export")
+    pipeline.produce_once()
+    pipeline.consume()
+    assert not any(i["metadata"].get(MARKER_KEY) for i in sims.billomat.inbox(BILLOMAT_ID))
+    before = inbox_copies_by_bytes(sims)
+    assert before == {**{str(uid): 1 for uid in uids}, "stranger": 1}
+
+    # The database is lost; one more document arrives in GMI meanwhile.
+    later = seed_gmi(sims, 1, prefix="L")
+    after = fresh_pipeline()
+    after.add_export("acme-export")
+    [report] = after.produce_once()
+    assert (report.result, report.found, report.new) == ("ok", 0, 5)  # no marker to go by
+    [row] = after.overview()
+    assert row["target_scan"]["unmarked"] == 5
+    sims.billomat.reset_counts()
+    after.consume()
+
+    # Every earlier upload was recognised by its bytes; only the new document was uploaded.
+    assert inbox_copies_by_bytes(sims) == before + Counter({str(later[0]): 1})
+    assert set(after.states().values()) == {"synced"}
+    counts = sims.billomat.request_counts(BILLOMAT_ID)
+    assert counts.get("POST /api/inbox-documents") == 1
+    sizes = Counter(i["filesize"] for i in sims.billomat.inbox(BILLOMAT_ID))
+    candidates = sum(sizes[len(sims.gmi.document_content(GMI_KEY, uid))] for uid in uids)
+    # one fetch per same-size candidate at most (claimed ones are skipped), and no new listing
+    assert 4 <= counts.get("GET /api/inbox-documents/{id}", 0) <= candidates
+    assert "GET /api/inbox-documents" not in counts
+    for uid in uids:
+        reasons = [e["reason"] for e in after.ledger_history(str(uid))]
+        assert any("found by its bytes" in r for r in reasons), reasons
