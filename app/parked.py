@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.broker import Broker, Delivery
+from shared.broker import Broker
+from shared.deliveries import Delivery
 from shared.messages import (
     ERROR_CLASS_HEADER,
     ERROR_HEADER,

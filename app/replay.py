@@ -24,8 +24,9 @@ from app.parked import browse, describe
 from consumers.intake import Mismatch, owns, resolve
 from producers.outbox import message_for
 from shared import ledger
-from shared.broker import Broker, Delivery
+from shared.broker import Broker
 from shared.db import Database, Document, SyncAccount
+from shared.deliveries import Delivery
 from shared.domain import Direction, DocState
 from shared.errors import UsageError
 from shared.messages import ATTEMPT_HEADER

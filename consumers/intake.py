@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.broker import Delivery
 from shared.db import Database, Document, SyncAccount
+from shared.deliveries import Delivery
 from shared.messages import DELIVERY_COUNT_HEADER, SyncMessage, header_int
 
 

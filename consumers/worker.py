@@ -33,9 +33,10 @@ from consumers.handlers import Handler, Outcome, Work
 from consumers.intake import Mismatch, redeliveries, resolve
 from shared import dberrors
 from shared.accounts import AccountService, unreadable_keys
-from shared.broker import RECONNECT_ON, Broker, Delivery
+from shared.broker import RECONNECT_ON, Broker
 from shared.clients import AccountClients, ClientFactory
 from shared.db import Database
+from shared.deliveries import Delivery
 from shared.domain import Direction, DocState
 from shared.errors import (
     ApiError,

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from consumers.intake import redeliveries
-from shared.broker import Delivery
+from shared.deliveries import Delivery
 from shared.domain import BILLOMAT_KINDS, Direction
 from shared.messages import (
     DB_INT_MAX,
