@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from app.backlog import backlog_of, quota_view
 from shared.accounts import key_fingerprint
@@ -109,6 +109,46 @@ def document_view(doc: Document, account: SyncAccount) -> dict[str, Any]:
     }
 
 
+def _ledger_query(
+    session: Session, *, account: str | None, state: str | None
+) -> Select[Document, SyncAccount]:
+    """Ledger rows with their account, of live accounts only, filtered by account and state."""
+    if state is not None and state not in {s.value for s in DocState}:
+        raise UsageError(
+            f"unknown state {state!r}: choose from {', '.join(s.value for s in DocState)}"
+        )
+    query: Select[Document, SyncAccount] = (
+        select(Document, SyncAccount)
+        .join(SyncAccount, SyncAccount.id == Document.account_id)
+        .where(SyncAccount.live())
+    )
+    if account is not None:
+        account_id = session.scalar(
+            select(SyncAccount.id).where(SyncAccount.name == account, SyncAccount.live())
+        )
+        if account_id is None:
+            raise UsageError(f"unknown sync account {account!r} (see `belegsync accounts list`)")
+        query = query.where(Document.account_id == account_id)
+    if state is not None:
+        query = query.where(Document.state == state)
+    return query
+
+
+def _history(doc: Document) -> list[dict[str, Any]]:
+    """A document's state changes, oldest first: when, from, to, why, which message, who."""
+    return [
+        {
+            "at": _iso(event.at),
+            "from": event.from_state,
+            "to": event.to_state,
+            "reason": event.reason,
+            "message_id": event.message_id,
+            "actor": event.actor,
+        }
+        for event in doc.events
+    ]
+
+
 def documents(
     db: Database,
     *,
@@ -118,26 +158,8 @@ def documents(
     limit: int | None = None,
     with_history: bool = False,
 ) -> list[dict[str, Any]]:
-    if state is not None and state not in {s.value for s in DocState}:
-        raise UsageError(
-            f"unknown state {state!r}: choose from {', '.join(s.value for s in DocState)}"
-        )
     with db.session() as session:
-        query = select(Document, SyncAccount).join(
-            SyncAccount, SyncAccount.id == Document.account_id
-        )
-        query = query.where(SyncAccount.live())
-        if account is not None:
-            known = session.scalar(
-                select(SyncAccount.id).where(SyncAccount.name == account, SyncAccount.live())
-            )
-            if known is None:
-                raise UsageError(
-                    f"unknown sync account {account!r} (see `belegsync accounts list`)"
-                )
-            query = query.where(SyncAccount.name == account)
-        if state is not None:
-            query = query.where(Document.state == state)
+        query = _ledger_query(session, account=account, state=state)
         if source_id is not None:
             query = query.where(Document.source_id == source_id)
         if with_history:
@@ -150,14 +172,7 @@ def documents(
             view = document_view(doc, acc)
             if with_history:
                 view["history"] = [
-                    {
-                        "at": _iso(event.at),
-                        "from": event.from_state,
-                        "to": event.to_state,
-                        "reason": event.reason,
-                        "message_id": event.message_id,
-                    }
-                    for event in doc.events
+                    {k: v for k, v in event.items() if k != "actor"} for event in _history(doc)
                 ]
             result.append(view)
         return result
@@ -190,26 +205,8 @@ def document_page(
 
     ``text`` matches a document number (contained, any case) or a source or target id (exact).
     """
-    if state is not None and state not in {s.value for s in DocState}:
-        raise UsageError(
-            f"unknown state {state!r}: choose from {', '.join(s.value for s in DocState)}"
-        )
     with db.session() as session:
-        query = select(Document, SyncAccount).join(
-            SyncAccount, SyncAccount.id == Document.account_id
-        )
-        query = query.where(SyncAccount.live())
-        if account is not None:
-            account_id = session.scalar(
-                select(SyncAccount.id).where(SyncAccount.name == account, SyncAccount.live())
-            )
-            if account_id is None:
-                raise UsageError(
-                    f"unknown sync account {account!r} (see `belegsync accounts list`)"
-                )
-            query = query.where(Document.account_id == account_id)
-        if state is not None:
-            query = query.where(Document.state == state)
+        query = _ledger_query(session, account=account, state=state)
         text = (text or "").strip()
         if text:
             pattern = (
@@ -246,17 +243,7 @@ def document_detail(db: Database, document_id: int) -> dict[str, Any] | None:
         doc, account = row
         view = {"id": doc.id, "account_id": account.id, **document_view(doc, account)}
         view["billomat_id"] = account.billomat_id
-        view["history"] = [
-            {
-                "at": _iso(event.at),
-                "from": event.from_state,
-                "to": event.to_state,
-                "reason": event.reason,
-                "message_id": event.message_id,
-                "actor": event.actor,
-            }
-            for event in doc.events
-        ]
+        view["history"] = _history(doc)
         return view
 
 

@@ -50,18 +50,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
 BROKER_URL = os.environ.get("BELEGSYNC_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 DB_KINDS = ("sqlite", "postgresql")
 
-# belegsync's own view of the quotas, which child processes must share
-QUOTA_SETTINGS = (
-    "gmi_calls_per_minute",
-    "gmi_calls_per_day",
-    "gmi_uploads_per_hour",
-    "gmi_minute_seconds",
-    "gmi_day_seconds",
-    "gmi_hour_seconds",
-    "billomat_window_seconds",
-    "billomat_calls_per_window",
-    "billomat_quota_reserve",
-)
 RAISED_GMI_LIMITS = {
     "gmi_calls_per_minute": 10**6,
     "gmi_calls_per_day": 10**8,
@@ -687,9 +675,7 @@ class Run:
             BELEGSYNC_METRICS_PORT="0",
             PYTHONPATH=str(REPO),
         )
-        for name in QUOTA_SETTINGS:
-            if getattr(s, name) is not None:
-                env[f"BELEGSYNC_{name.upper()}"] = str(getattr(s, name))
+        env.update(s.quota_environment())
         return env
 
     def spawn(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:

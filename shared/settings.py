@@ -27,6 +27,18 @@ DEFAULT_RETRY_DELAYS = "10s,1m,10m,1h,6h"
 MAX_RETRY_DELAY = 7 * 86400  # RabbitMQ's per-queue TTL is far larger; a week is plenty
 MAX_RETRY_TIERS = 20
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The settings that make up belegsync's own view of the quotas (see quota_environment()).
+QUOTA_SETTINGS = (
+    "gmi_calls_per_minute",
+    "gmi_calls_per_day",
+    "gmi_uploads_per_hour",
+    "gmi_minute_seconds",
+    "gmi_day_seconds",
+    "gmi_hour_seconds",
+    "billomat_window_seconds",
+    "billomat_calls_per_window",
+    "billomat_quota_reserve",
+)
 
 # What each variable must look like, for the errors pydantic itself finds (types, ranges).
 EXPECTED: dict[str, str] = {
@@ -390,6 +402,12 @@ class Settings(BaseSettings):
     @property
     def attempts_allowed(self) -> int:
         return self.max_attempts or len(self.retry_delay_seconds) + 1
+
+    def quota_environment(self) -> dict[str, str]:
+        """The BELEGSYNC_* variables that give another process this one's view of the quotas
+        (processes counting against one account's windows must agree on them)."""
+        values = {name: getattr(self, name) for name in QUOTA_SETTINGS}
+        return {f"BELEGSYNC_{k.upper()}": str(v) for k, v in values.items() if v is not None}
 
     @property
     def is_sqlite(self) -> bool:

@@ -71,24 +71,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["BELEGSYNC_MAX_ATTEMPTS"] = str(settings.max_attempts)
     if settings.quorum_replicas:
         env["BELEGSYNC_QUORUM_REPLICAS"] = str(settings.quorum_replicas)
-    for name in QUOTA_SETTINGS:
-        if getattr(settings, name) is not None:
-            env[f"BELEGSYNC_{name.upper()}"] = str(getattr(settings, name))
+    env.update(settings.quota_environment())
     return env
 
 
-# belegsync's own view of the quotas; spawned processes must share it
-QUOTA_SETTINGS = (
-    "gmi_calls_per_minute",
-    "gmi_calls_per_day",
-    "gmi_uploads_per_hour",
-    "gmi_minute_seconds",
-    "gmi_day_seconds",
-    "gmi_hour_seconds",
-    "billomat_window_seconds",
-    "billomat_calls_per_window",
-    "billomat_quota_reserve",
-)
 # For tests that raise the GMI simulator's limits: GMI announces nothing, so belegsync counts
 # against what it is told the limits are.
 RAISED_GMI_LIMITS = {

@@ -13,6 +13,7 @@ import pytest
 
 from app.cli import main
 from shared.crypto import generate_key
+from shared.settings import QUOTA_SETTINGS, Settings
 from tests.conftest import BROKER_URL, POSTGRES_ADMIN_URL, make_settings
 from tests.helpers import Cli
 
@@ -248,3 +249,25 @@ def test_a_wrong_database_login_is_configuration_not_an_outage(
         )
         assert "nosuchuser" in result.err
         assert "Pa55word" not in result.err
+
+
+def test_the_quota_environment_gives_another_process_the_same_quotas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in QUOTA_SETTINGS:
+        monkeypatch.delenv(f"BELEGSYNC_{name.upper()}", raising=False)
+    ours = Settings(gmi_calls_per_minute=7, gmi_minute_seconds=2.5, billomat_calls_per_window=42)
+    env = ours.quota_environment()
+    assert env["BELEGSYNC_GMI_CALLS_PER_MINUTE"] == "7"
+    assert env["BELEGSYNC_BILLOMAT_CALLS_PER_WINDOW"] == "42"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    theirs = Settings()
+    assert {n: getattr(theirs, n) for n in QUOTA_SETTINGS} == {
+        n: getattr(ours, n) for n in QUOTA_SETTINGS
+    }
+    # an unset optional limit stays unset rather than becoming the string "None"
+    assert (
+        "BELEGSYNC_BILLOMAT_CALLS_PER_WINDOW"
+        not in Settings().model_copy(update={"billomat_calls_per_window": None}).quota_environment()
+    )
