@@ -5,18 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.backlog import backlog_of, quota_view
-from shared.accounts import key_fingerprint
-from shared.crypto import SecretBox
-from shared.db import AccountEvent, ApiQuota, Database, Document, PollState, SyncAccount
+from shared.db import AccountEvent, Database, Document, PollState, SyncAccount
 from shared.domain import DocState
-from shared.errors import BelegsyncError, UsageError
+from shared.errors import UsageError
 from shared.ledger import counts_by_state
 from shared.quota_plan import QuotaLimits
 from shared.recognition import UNMARKED_KEY
@@ -339,42 +337,6 @@ def replay_pairs(
                 if group_key(error_class, last_error) == group:
                     pairs.add((name, source_id))
         return frozenset(pairs)
-
-
-def quota_left(db: Database, box: SecretBox | None = None) -> dict[str, dict[str, Any]]:
-    """Per account what the APIs last said about its quotas (None where nothing is known).
-
-    Billomat's window is per Billomat ID; GMI's blocks are per API key, so they are found by
-    the key's fingerprint (decrypted here, never shown).
-    """
-    now = datetime.now(UTC)
-    with db.session() as session:
-        quotas = {(q.api, q.scope): q for q in session.scalars(select(ApiQuota))}
-        accounts = list(session.scalars(select(SyncAccount).where(SyncAccount.live())))
-    result: dict[str, dict[str, Any]] = {}
-    for account in accounts:
-        billomat = quotas.get(("billomat", account.billomat_id))
-        entry: dict[str, Any] = {
-            "billomat_remaining": None,
-            "billomat_reset_at": None,
-            "blocked_until": None,
-        }
-        if billomat is not None and billomat.reset_at is not None and billomat.reset_at > now:
-            entry["billomat_remaining"] = billomat.remaining
-            entry["billomat_reset_at"] = _iso(billomat.reset_at)
-        blocks = [billomat]
-        if box is not None:
-            try:
-                scope = key_fingerprint(box.decrypt(account.gmi_api_key_enc))
-            except BelegsyncError:
-                scope = None
-            if scope is not None:
-                blocks.append(quotas.get(("gmi", scope)))
-        until = [q.blocked_until for q in blocks if q is not None and q.blocked_until]
-        if until and max(until) > now:
-            entry["blocked_until"] = _iso(max(until))
-        result[account.name] = entry
-    return result
 
 
 def unaccounted_parked(

@@ -66,7 +66,12 @@ GERMAN: dict[str, str] = {
     "needs attention": "braucht Aufmerksamkeit",
     "No sync account yet.": "Noch kein Synchronisations-Konto.",
     "Refreshes itself every {seconds} seconds.": "Aktualisiert sich alle {seconds} Sekunden.",
-    "calls until": "Aufrufe bis",
+    "{left} of {limit} left": "{left} von {limit} frei",
+    "until": "bis",
+    # quota windows (as app.backlog names them; Billomat's reads like "15 min" in both)
+    "minute": "Minute",
+    "day": "Tag",
+    "upload hour": "Upload-Stunde",
     "blocked until": "gesperrt bis",
     "unknown": "unbekannt",
     "in {minutes} min": "in {minutes} Min.",

@@ -315,3 +315,24 @@ def test_an_oversized_body_is_refused_before_anyone_parses_it(web: RunningConsol
         web.url("/login"), data={"name": "x" * 2_000_000, "password": "y"}, timeout=30
     )
     assert response.status_code == 413
+
+
+def test_the_overview_shows_the_quota_windows_that_status_shows(web: RunningConsole) -> None:
+    web.pipeline.add_export()
+    web.pipeline.sims.gmi.seed_document(GMI_KEY, document_type="INCOMING_INVOICE")
+    web.pipeline.produce_once()
+    assert web.pipeline.consume() == 1
+    [row] = web.pipeline.overview()
+    known = [w for w in row["quota"] if w["limit"] is not None]
+    assert {w["api"] for w in known} == {"gmi", "billomat"}  # both APIs were called
+    session = web.login()
+    english = session.get(web.url("/"), headers={"Accept-Language": "en"}, timeout=15).text
+    for window in known:
+        name = "GMI" if window["api"] == "gmi" else "Billomat"
+        # `left` may have moved by the console's own reading; the window and limit may not
+        assert re.search(
+            rf"{name} · {re.escape(window['window'])}: \d+ of {window['limit']} left", english
+        ), window
+    german = session.get(web.url("/"), headers={"Accept-Language": "de"}, timeout=15).text
+    assert re.search(r"GMI · Minute: \d+ von 100 frei, bis ", german)
+    assert f'<td class="num">{row["backlog"]}</td>' in english

@@ -12,12 +12,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app.status import overview as status_overview
-from app.status import quota_left
 from app.web.app import Console, console_of, page, render
 from app.web.i18n import when
 from shared.db import AccountEvent, SyncAccount
+from shared.quota import limits_from
 
 REFRESH_SECONDS = 10
+API_NAMES = {"billomat": "Billomat", "gmi": "GMI"}
 # Columns of the "documents by state" cell, in the order a person reads them.
 SHOWN_STATES = ("synced", "pending", "waiting", "retrying", "parked", "skipped")
 
@@ -46,6 +47,16 @@ def _grouped(counts: dict[str, int]) -> dict[str, int]:
     }
 
 
+def _known_windows(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The quota windows the account draws on that something is known of (as `status` shows
+    them): what is left of the limit and when it resets, or until when the API blocks."""
+    return [
+        {**window, "api": API_NAMES.get(window["api"], window["api"])}
+        for window in windows
+        if window["limit"] is not None or window["blocked_until"]
+    ]
+
+
 def rows(console: Console) -> list[dict[str, Any]]:
     with console.db.session() as session:
         ids: dict[str, int] = dict(
@@ -59,10 +70,9 @@ def rows(console: Console) -> list[dict[str, Any]]:
             select(AccountEvent).where(AccountEvent.action == "paused").order_by(AccountEvent.id)
         ):
             paused_by[event.account_id] = f"{event.actor}, {when(event.at.isoformat())}"
-    quotas = quota_left(console.db, console.box)
     result = []
     now = datetime.now(UTC)
-    for row in status_overview(console.db):
+    for row in status_overview(console.db, now=now, limits=limits_from(console.settings)):
         state, why = _state(row, paused_by.get(ids.get(row["account"])))
         next_at = row.get("next_poll_at")
         overdue = next_at is not None and datetime.fromisoformat(str(next_at)) <= now
@@ -73,12 +83,10 @@ def rows(console: Console) -> list[dict[str, Any]]:
                 "state": state,
                 "why": why,
                 "grouped": _grouped(row["counts"]),
-                "quota": quotas.get(row["account"], {}),
+                "quota": _known_windows(row["quota"]),
                 "next_due_now": overdue,
-                # issue "quota-aware backlog": shown when overview() provides them
-                "backlog": row.get("backlog"),
-                "eta_seconds": row.get("eta_seconds"),
-                "has_backlog": "backlog" in row,
+                "backlog": row["backlog"],
+                "eta_seconds": row["eta_seconds"],
             }
         )
     return result
@@ -96,7 +104,6 @@ async def overview(request: Request) -> Response:
             "accounts": accounts,
             "refresh": REFRESH_SECONDS,
             "shown_states": SHOWN_STATES,
-            "with_backlog": any(a["has_backlog"] for a in accounts),
         },
     )
 
