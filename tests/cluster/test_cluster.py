@@ -65,7 +65,7 @@ def cluster_pipeline(
         raise AssertionError("unreachable")
     url = postgres_databases.create(migrated=True)
     try:
-        yield pipeline_factory(
+        pipeline = pipeline_factory(
             url,
             broker_url=rotated(rabbit_cluster.nodes, 0),
             quorum_replicas=3,
@@ -74,6 +74,10 @@ def cluster_pipeline(
             # the simulator's GMI limits are raised below; belegsync's own count must know it
             **RAISED_GMI_LIMITS,
         )
+        # The cluster is killed with its queues after this module: deleting a dozen quorum
+        # queues across three nodes first would only cost half a minute.
+        pipeline.broker_disposable = True
+        yield pipeline
     finally:
         postgres_databases.drop(url)
 

@@ -95,6 +95,8 @@ class Pipeline:
         self.box = SecretBox(settings.secret_key.get_secret_value())
         self.accounts = AccountService(self.db, lambda: self.box)
         self.processes: list[subprocess.Popen[bytes]] = []
+        # A broker that is thrown away after the test (the cluster test's) needs no clean-up.
+        self.broker_disposable = False
 
     def raise_gmi_limits(self) -> None:
         """The GMI simulator's limits were raised: belegsync's own count must know it, too."""
@@ -240,12 +242,13 @@ class Pipeline:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
-        broker = bootstrap.broker(self.settings)
-        try:
-            broker.connect()
-            broker.delete_all()
-        finally:
-            broker.close()
+        if not self.broker_disposable:
+            broker = bootstrap.broker(self.settings)
+            try:
+                broker.connect()
+                broker.delete_all()
+            finally:
+                broker.close()
         self.db.dispose()
 
 
