@@ -267,6 +267,7 @@ def templates() -> Jinja2Templates:
     env_templates = Jinja2Templates(directory=HERE / "templates")
     env = env_templates.env
     env.filters["when"] = i18n.when
+    env.filters["clock"] = i18n.clock
     env.globals["state_label"] = i18n.state_label
     return env_templates
 

@@ -11,7 +11,7 @@ the ``lang`` cookie (the switch in the header) or else the browser's Accept-Lang
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 COOKIE = "lang"
 LANGUAGES = ("de", "en")
@@ -60,7 +60,7 @@ GERMAN: dict[str, str] = {
     "Documents by state": "Dokumente nach Zustand",
     "Quota left": "Kontingent übrig",
     "Backlog": "Rückstand",
-    "ETA": "Voraussichtlich fertig",
+    "ETA": "Fertig",
     "active": "aktiv",
     "paused": "pausiert",
     "needs attention": "braucht Aufmerksamkeit",
@@ -256,6 +256,20 @@ def translator(lang: str) -> Callable[..., str]:
 def state_label(state: str, lang: str) -> str:
     english, german = STATES.get(state, (state, state))
     return german if lang == "de" else english
+
+
+def clock(iso: str | None, now: datetime | None = None) -> str:
+    """``19:15`` for a moment later today (UTC, as everywhere in the console), else as ``when``."""
+    if not iso:
+        return "–"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    today = (now or datetime.now(UTC)).date()
+    return moment.strftime("%H:%M") if moment.date() == today else when(iso)
 
 
 def when(iso: str | None) -> str:

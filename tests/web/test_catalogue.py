@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,11 @@ def test_every_document_state_has_both_names() -> None:
 )
 def test_language_negotiation(cookie: str | None, header: str | None, expected: str) -> None:
     assert i18n.negotiate(cookie, header) == expected
+
+
+def test_a_reset_later_today_is_shown_as_a_clock_time_and_another_day_in_full() -> None:
+    now = datetime(2026, 12, 3, 18, 40, tzinfo=UTC)
+    assert i18n.clock("2026-12-03T19:15:00+00:00", now) == "19:15"
+    assert i18n.clock("2026-12-04T00:00:00+01:00", now) == "23:00"  # still today in UTC
+    assert i18n.clock("2026-12-04T01:00:00+00:00", now) == "2026-12-04 01:00 UTC"
+    assert i18n.clock(None, now) == "–"
