@@ -46,6 +46,7 @@ def build_producer(
     box: SecretBox | Callable[[], SecretBox],
     metrics: Metrics | None,
 ) -> Producer:
+    from app.status import BacklogMetrics
     from producers.dispatch import Dispatcher
     from producers.outbox import Outbox
     from producers.pollers import ExportPoller, ImportPoller
@@ -81,6 +82,7 @@ def build_producer(
             broker=the_broker,
         ),
         metrics=metrics,
+        observe_backlogs=BacklogMetrics(db, metrics, quota.limits) if metrics else None,
     )
 
 

@@ -21,6 +21,7 @@ from shared.recognition import UNMARKED_KEY
 
 if TYPE_CHECKING:
     from shared.broker import Broker
+    from shared.metrics import Metrics
 
 
 def _iso(value: Any) -> Any:
@@ -36,6 +37,24 @@ def overview(
     result = _accounts(db)
     quota_view(db, result, now=now, limits=limits)
     return result
+
+
+class BacklogMetrics:
+    """Puts every account's backlog and ETA, as ``overview`` has them, into a producer's
+    metrics (``Producer.observe_backlogs``), and forgets the series of accounts that are gone."""
+
+    def __init__(self, db: Database, metrics: Metrics, limits: QuotaLimits | None = None) -> None:
+        self._db, self._metrics, self._limits = db, metrics, limits
+        self._shown: set[str] = set()
+
+    def __call__(self) -> None:
+        rows = overview(self._db, limits=self._limits)
+        for row in rows:
+            self._metrics.set_backlog(row["account"], row["backlog"], row["eta_seconds"])
+        names = {row["account"] for row in rows}
+        for gone in self._shown - names:
+            self._metrics.forget_account(gone)
+        self._shown = names
 
 
 def _accounts(db: Database) -> list[dict[str, Any]]:

@@ -78,6 +78,9 @@ class Producer:
     quota: QuotaBook
     dispatcher: Dispatcher
     metrics: Metrics | None = None
+    # Called with the queue depths (every ~15 s) to put each account's backlog and ETA into
+    # the metrics; the composition root supplies it (the ETA is the operator's `status` view).
+    observe_backlogs: Callable[[], None] | None = None
     # `produce --once` prints each result itself; a second copy in the log would repeat it
     log_polls: bool = True
 
@@ -304,6 +307,7 @@ class Producer:
                     wait = min(tick, max(0.02, (release.next_at - _now()).total_seconds()))
                 if time.monotonic() - last_depths > 15:
                     self.refresh_queue_depths()
+                    self.refresh_backlogs()
                     last_depths = time.monotonic()
             except (PublishError, BrokerUnavailableError) as e:
                 log.warning("RabbitMQ: %s; reconnecting", e)
@@ -316,6 +320,16 @@ class Producer:
     def _ensure_broker(self, stop: threading.Event) -> None:
         if not self.broker.ping():
             self.broker.connect(retries=None, on_retry=lambda m: log.warning("%s", m), stop=stop)
+
+    def refresh_backlogs(self) -> None:
+        if self.metrics is None or self.observe_backlogs is None:
+            return
+        try:
+            self.observe_backlogs()
+        except SQLAlchemyError:
+            raise  # the loop's own handling: the database is away
+        except Exception:
+            log.warning("could not compute the backlogs for the metrics", exc_info=True)
 
     def refresh_queue_depths(self) -> None:
         if self.metrics is None:

@@ -273,6 +273,20 @@ class Metrics:
             ["api", "account"],
             registry=r,
         )
+        self.backlog_documents = Gauge(
+            "belegsync_backlog_documents",
+            "Documents of a sync account not landed yet (pending, held for quota, in hand, "
+            "retrying), as the ledger says; parked ones are not counted.",
+            ["account"],
+            registry=r,
+        )
+        self.backlog_eta_seconds = Gauge(
+            "belegsync_backlog_eta_seconds",
+            "Seconds until an account's backlog is drained at its current quota (as `status` "
+            "says); absent while unknown (a paused account, a window of unknown size).",
+            ["account"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "belegsync_rate_limited",
             "Calls the API refused because a quota was used up (HTTP 429 or GMI code 429).",
@@ -403,11 +417,22 @@ class Metrics:
         if count > 0:
             self.documents_detected.labels(_check("direction", direction, DIRECTIONS)).inc(count)
 
+    def set_backlog(self, account: str, documents: int, eta_seconds: float | None) -> None:
+        """Record an account's backlog; an unknown ETA removes its series rather than lying."""
+        self.backlog_documents.labels(account).set(documents)
+        if eta_seconds is None:
+            with suppress(KeyError):
+                self.backlog_eta_seconds.remove(account)
+        else:
+            self.backlog_eta_seconds.labels(account).set(eta_seconds)
+
     def forget_account(self, account: str) -> None:
         """Drop an account's series after it was removed, so no alert fires for it forever."""
         series: list[tuple[Gauge, tuple[str, ...]]] = [
             (self.last_successful_poll, (account,)),
             (self.poll_interval, (account,)),
+            (self.backlog_documents, (account,)),
+            (self.backlog_eta_seconds, (account,)),
         ]
         series += [(self.api_quota_remaining, (api, account)) for api in APIS]
         for gauge, labels in series:

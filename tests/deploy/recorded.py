@@ -41,6 +41,9 @@ def record_everything(metrics: Metrics) -> None:
         hooks.on_response(api, "GET /documents", None, 5.0)
         hooks.on_quota(api, Quota(remaining=250, reset_at=datetime.now(UTC) + timedelta(minutes=9)))
         hooks.on_rate_limited(api)
+    # One account draining a held backlog, one whose ETA is unknown (no series for the ETA).
+    metrics.set_backlog("export-acme", 1840, 5520.0)
+    metrics.set_backlog("import-acme", 12, None)
     metrics.set_queue_depths(
         {
             "belegsync.export": QueueDepth(messages=7, consumers=2),

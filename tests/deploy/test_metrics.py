@@ -42,6 +42,8 @@ EXPECTED_FAMILIES = {
     "belegsync_api_request_seconds": ("histogram", {"api"}),
     "belegsync_api_quota_remaining": ("gauge", {"api", "account"}),
     "belegsync_rate_limited": ("counter", {"api"}),
+    "belegsync_backlog_documents": ("gauge", {"account"}),
+    "belegsync_backlog_eta_seconds": ("gauge", {"account"}),
     "belegsync_queue_messages": ("gauge", {"queue", "role"}),
     "belegsync_queue_consumers": ("gauge", {"queue", "role"}),
     "belegsync_info": ("gauge", {"role", "version"}),
@@ -334,3 +336,17 @@ def test_promtool_accepts_the_exposition(recorded_metrics: Metrics) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_unknown_eta_has_no_series_and_a_forgotten_account_no_backlog() -> None:
+    metrics = Metrics(CollectorRegistry(), role="producer")
+    metrics.set_backlog("acme", 40, 1200.0)
+    text = exposition(metrics)
+    assert value(text, "belegsync_backlog_documents", account="acme") == 40
+    assert value(text, "belegsync_backlog_eta_seconds", account="acme") == 1200
+    metrics.set_backlog("acme", 40, None)  # e.g. paused: when it is done is unknown
+    text = exposition(metrics)
+    assert value(text, "belegsync_backlog_documents", account="acme") == 40
+    assert not [s for s in samples(text) if s[0] == "belegsync_backlog_eta_seconds"]
+    metrics.forget_account("acme")
+    assert not [s for s in samples(exposition(metrics)) if s[0].startswith("belegsync_backlog")]

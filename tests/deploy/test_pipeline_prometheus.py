@@ -149,6 +149,11 @@ ZERO_PANELS = {
     "panel 'Waiting in work queues' A": "every message was handled: the work queues are empty",
     "panel 'Accounts with stale polls' A": "both accounts were polled successfully seconds ago",
     "panel 'Documents in progress' A": "the consumer is idle at the end of the run",
+    "panel 'Backlog per account' A": (
+        "every document landed or was parked: no account has a backlog (the producer reads "
+        "it right after the settled queue depths)"
+    ),
+    "panel 'Backlog done in (at the current quota)' A": "no backlog is done at once",
 }
 EMPTY_PANELS = {
     "panel 'Accounts not polled successfully for 3 intervals' A": (

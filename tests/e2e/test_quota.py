@@ -7,8 +7,12 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import requests
+from prometheus_client import CollectorRegistry
 
+from app.status import BacklogMetrics, overview
 from shared.db import SyncAccount
+from shared.metrics import Metrics
+from shared.quota import limits_from
 from simulators import Simulators
 from tests.e2e.conftest import BILLOMAT_ID, BILLOMAT_KEY, GMI_KEY, Pipeline, PipelineFactory
 from tests.e2e.test_recovery import history
@@ -124,3 +128,36 @@ def test_gmi_upload_window_holds_imports_before_their_pdf_is_fetched(
     # GMI's window is counted by belegsync, so it was known from the start: the producer
     # released only what each window could take, and no document even had to be held
     assert not any(holds(pipeline, str(b), "gmi") for b in bids)
+
+
+def test_the_producers_metrics_show_a_held_backlog_and_its_eta_as_status_does(
+    pipeline_factory: PipelineFactory, sims: Simulators
+) -> None:
+    pipeline = pipeline_factory(billomat_window_seconds=600)
+    sims.billomat.add_tenant(BILLOMAT_ID, BILLOMAT_KEY, limit=3, window_seconds=600)
+    for n in range(5):
+        sims.gmi.seed_document(GMI_KEY, document_number=f"B-{n}")
+    pipeline.add_export()
+    [report] = pipeline.produce_once()
+    assert report.published < 5  # the rest is held in the ledger, in no queue
+    metrics = Metrics(CollectorRegistry(), role="producer")
+    observe = BacklogMetrics(pipeline.db, metrics, limits_from(pipeline.settings))
+    observe()
+
+    [row] = overview(pipeline.db, limits=limits_from(pipeline.settings))
+    assert row["backlog"] == 5
+    labels = {"account": "acme-export"}
+    assert metrics.registry.get_sample_value("belegsync_backlog_documents", labels) == 5
+    eta = metrics.registry.get_sample_value("belegsync_backlog_eta_seconds", labels)
+    assert eta is not None
+    assert eta > 0
+    assert abs(eta - row["eta_seconds"]) <= 2  # the same answer, a moment later
+
+    pipeline.accounts.set_enabled("acme-export", False)  # a paused account: ETA unknown
+    observe()
+    assert metrics.registry.get_sample_value("belegsync_backlog_documents", labels) == 5
+    assert metrics.registry.get_sample_value("belegsync_backlog_eta_seconds", labels) is None
+
+    pipeline.accounts.remove("acme-export")  # gone: no series left behind
+    observe()
+    assert metrics.registry.get_sample_value("belegsync_backlog_documents", labels) is None
