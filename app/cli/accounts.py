@@ -220,7 +220,7 @@ def add_import(app: App, /, name: str, **kw: Any) -> None:
 def _added(
     app: App, direction: Direction, name: str, changes: AccountChanges, interval: str
 ) -> None:
-    account = app.accounts.add(direction, name, changes)
+    account = app.accounts.add(direction, name, changes, actor=app.actor)
     click.echo(f"added {direction.value} account {account.name!r} (every {interval})")
     adopted = app.accounts.document_count(account.id)
     if adopted:
@@ -296,7 +296,7 @@ def update(app: App, /, name: str, **kw: Any) -> None:
     changes = _changes(kw)
     if changes == AccountChanges():
         raise UsageError("nothing to update: give at least one option (see --help)")
-    account = app.accounts.update(name, changes)
+    account = app.accounts.update(name, changes, actor=app.actor)
     click.echo(f"updated account {account.name!r}")
 
 
@@ -305,7 +305,7 @@ def update(app: App, /, name: str, **kw: Any) -> None:
 @pass_app
 def pause(app: App, name: str) -> None:
     """Stop polling an account; messages for it wait until it is resumed."""
-    app.accounts.set_enabled(name, False)
+    app.accounts.set_enabled(name, False, actor=app.actor)
     click.echo(f"paused account {name!r}")
 
 
@@ -314,7 +314,7 @@ def pause(app: App, name: str) -> None:
 @pass_app
 def resume(app: App, name: str) -> None:
     """Resume a paused account (also clears an 'attention' mark after you fixed its keys)."""
-    app.accounts.set_enabled(name, True)
+    app.accounts.set_enabled(name, True, actor=app.actor)
     click.echo(f"resumed account {name!r}")
 
 
@@ -358,5 +358,5 @@ def remove(app: App, name: str, yes: bool) -> None:
         if not click.confirm(f"Remove {name!r}?", default=False):
             click.echo("nothing removed")
             return
-    kept = app.accounts.remove(name)
+    kept = app.accounts.remove(name, actor=app.actor)
     click.echo(f"removed account {name!r}; its {kept} ledger row(s) are kept")

@@ -57,6 +57,17 @@ class App:
 
         return AccountService(self.migrated_db(), lambda: self.secret_box)
 
+    @cached_property
+    def actor(self) -> str:
+        """Who changes accounts from this shell, for the account history (``anna (CLI)``)."""
+        import getpass
+
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no login name in the environment or the user database
+            user = "unknown"
+        return f"{user[:90]} (CLI)"
+
     def close(self) -> None:
         if "db" in self.__dict__:
             self.db.dispose()

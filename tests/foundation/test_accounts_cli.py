@@ -6,10 +6,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from shared.accounts import AccountService
 from shared.crypto import SecretBox, generate_key
-from shared.db import Database, sqlite_path
+from shared.db import AccountEvent, Database, sqlite_path
 from shared.errors import SetupError
 from shared.settings import Settings
 from tests.conftest import make_settings
@@ -128,6 +129,33 @@ def test_update_pause_resume_and_remove(cli: Cli) -> None:
 
     assert cli("accounts", "remove", "acme-2", "--yes").code == 0
     assert cli("accounts", "list", "--json").json() == []
+
+
+def test_changes_from_the_cli_are_in_the_account_history_with_the_shell_user(
+    cli: Cli, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGNAME", "anna")  # what getpass reads first
+    add_export(cli, "acme")
+    assert cli("accounts", "update", "acme", "--interval", "1d").code == 0
+    assert cli("accounts", "update", "acme", "--gmi-api-key", "GMI-NEW-KEY-0001").code == 0
+    assert cli("accounts", "pause", "acme").code == 0
+    assert cli("accounts", "resume", "acme").code == 0
+    assert cli("accounts", "remove", "acme", "--yes").code == 0
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            events = session.scalars(select(AccountEvent).order_by(AccountEvent.id)).all()
+            rows = [(e.account_name, e.actor, e.action, e.details) for e in events]
+    finally:
+        db.dispose()
+    assert [(name, actor, action) for name, actor, action, _ in rows] == [
+        ("acme", "anna (CLI)", action)
+        for action in ("added", "updated", "updated", "paused", "resumed", "removed")
+    ]
+    assert "interval" in rows[1][3]
+    assert rows[2][3] == "GMI API key changed"  # that it changed, never what to
+    assert not any(GMI_KEY in d or "GMI-NEW-KEY-0001" in d or BILLOMAT_KEY in d for *_, d in rows)
 
 
 def test_api_keys_are_encrypted_at_rest_and_never_printed(
