@@ -322,7 +322,7 @@ class Producer:
             self.broker.connect(retries=None, on_retry=lambda m: log.warning("%s", m), stop=stop)
 
     def refresh_backlogs(self) -> None:
-        if self.metrics is None or self.observe_backlogs is None:
+        if self.observe_backlogs is None:
             return
         try:
             self.observe_backlogs()

@@ -12,6 +12,7 @@ from simulators.control import (
     json_response,
     pick,
     read_json,
+    requested_variants,
 )
 from simulators.counting import RequestCounter
 from simulators.faults import FaultInjector
@@ -101,12 +102,9 @@ def build_control(
         return vars(sim.behaviour)
 
     def set_variants(request: Request) -> dict[str, Any]:
-        names = read_json(request).get("variants")
-        if not isinstance(names, list):
-            raise ControlError(400, 'send {"variants": ["NAME", …]}')
         # Each server takes its own part of a variant; the other part goes nowhere.
         behaviour = BillomatBehaviour(**vars(sim.behaviour))
-        apply_variants([str(n) for n in names], GmiBehaviour(), behaviour)
+        apply_variants(requested_variants(request), GmiBehaviour(), behaviour)
         sim.set_options(
             inbox_metadata=behaviour.inbox_metadata,
             sort_by_id=behaviour.sort_by_id,

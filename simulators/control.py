@@ -51,6 +51,15 @@ def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+def requested_variants(request: Request) -> list[str]:
+    """The variant names of a ``{"variants": [...]}`` control body (each server applies its
+    own part of each)."""
+    names = read_json(request).get("variants")
+    if not isinstance(names, list):
+        raise ControlError(400, 'send {"variants": ["NAME", …]}')
+    return [str(n) for n in names]
+
+
 def decode_content(data: Mapping[str, Any], key: str = "content_base64") -> bytes | None:
     """Optional file bytes in a control body, base64-encoded."""
     raw = data.get(key)

@@ -11,6 +11,7 @@ from simulators.control import (
     json_response,
     pick,
     read_json,
+    requested_variants,
 )
 from simulators.counting import RequestCounter
 from simulators.faults import FaultInjector
@@ -89,12 +90,9 @@ def build_control(
         return vars(sim.behaviour)
 
     def set_variants(request: Request) -> dict[str, Any]:
-        names = read_json(request).get("variants")
-        if not isinstance(names, list):
-            raise ControlError(400, 'send {"variants": ["NAME", …]}')
         # Each server takes its own part of a variant; the other part goes nowhere.
         behaviour = GmiBehaviour(**vars(sim.behaviour))
-        apply_variants([str(n) for n in names], behaviour, BillomatBehaviour())
+        apply_variants(requested_variants(request), behaviour, BillomatBehaviour())
         sim.set_options(**vars(behaviour))
         return vars(sim.behaviour)
 
